@@ -1,0 +1,90 @@
+"""medrecon: reconstruct medical images and volumes from their measurements with diffusion priors."""
+
+from medrecon.api import build_component, build_operator, reconstruct, simulate
+from medrecon.contracts import (
+    BLIND_OPERATOR,
+    DIFFUSION_PRIOR,
+    GAUSSIAN_PRIOR,
+    LINEAR_OPERATOR,
+    NO_PRIOR,
+    PROXIMAL_PRIOR,
+    SVD,
+    BlindOperator,
+    DiffusionPrior,
+    GaussianPrior,
+    Operator,
+    Prior,
+    Problem,
+    ProximalPrior,
+    Reconstruction,
+    Requirement,
+    Sampler,
+    Step,
+    check_compatible,
+)
+from medrecon.device import resolve_device
+from medrecon.errors import (
+    Cancelled,
+    IncompatibleError,
+    InputError,
+    MedreconError,
+    PluginError,
+    RecipeError,
+)
+from medrecon.io import Measurement, Volume, load_bundle, load_nifti, save_bundle, save_nifti
+from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
+from medrecon.plugin import PluginHost, default_host, hookimpl
+from medrecon.recipe import ComponentRecipe, Recipe
+from medrecon.specs import OperatorSpec, PriorSpec, SamplerSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BLIND_OPERATOR",
+    "DIFFUSION_PRIOR",
+    "GAUSSIAN_PRIOR",
+    "LINEAR_OPERATOR",
+    "NO_PRIOR",
+    "PROXIMAL_PRIOR",
+    "SVD",
+    "BlindOperator",
+    "Cancelled",
+    "ComponentRecipe",
+    "DiffusionPrior",
+    "GaussianPrior",
+    "IncompatibleError",
+    "InputError",
+    "Measurement",
+    "MedreconError",
+    "Operator",
+    "OperatorSpec",
+    "PluginError",
+    "PluginHost",
+    "Prior",
+    "PriorSpec",
+    "Problem",
+    "ProximalPrior",
+    "Recipe",
+    "RecipeError",
+    "Reconstruction",
+    "Requirement",
+    "Sampler",
+    "SamplerSpec",
+    "Step",
+    "Volume",
+    "adjoint_test",
+    "build_component",
+    "build_operator",
+    "check_compatible",
+    "conjugate_gradient",
+    "default_host",
+    "hookimpl",
+    "load_bundle",
+    "load_nifti",
+    "operator_norm",
+    "reconstruct",
+    "resolve_device",
+    "save_bundle",
+    "save_nifti",
+    "simulate",
+]

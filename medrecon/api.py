@@ -1,0 +1,192 @@
+"""The one path through the house: measurement -> Problem -> sampler.run -> Reconstruction.
+
+The CLI, the napari widget and the MONAI transforms call `simulate` and `reconstruct`; none of
+them holds reconstruction logic of its own.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medrecon.contracts import (
+    CancelFn,
+    Operator,
+    Prior,
+    Problem,
+    ProgressFn,
+    Reconstruction,
+    Sampler,
+)
+from medrecon.device import resolve_device
+from medrecon.errors import InputError, RecipeError
+from medrecon.io.bundle import Measurement
+from medrecon.params import coerce_params, parameters_of
+from medrecon.plugin import PluginHost, default_host
+from medrecon.recipe import ComponentRecipe, Recipe
+
+RecipeLike = Recipe | Mapping[str, Any] | str | Path
+
+
+def build_operator(
+    recipe: ComponentRecipe,
+    *,
+    shape: tuple[int, ...] | None = None,
+    arrays: Mapping[str, Any] | None = None,
+    measurement: torch.Tensor | None = None,
+    host: PluginHost | None = None,
+) -> Operator:
+    """Build an operator from its recipe plus arrays from the data.
+
+    A factory parameter `shape` is filled with the image shape and `measurement` with y (for
+    self-calibrating operators) when the recipe does not set them.
+    """
+    host = host or default_host()
+    spec = host.get("operator", recipe.name).spec
+    owner = f"operator '{recipe.name}'"
+    names = {p.name for p in parameters_of(spec.factory)}
+    given = {**dict(recipe.params), **dict(arrays or {})}
+    if "shape" in names and "shape" not in given and shape is not None:
+        given["shape"] = tuple(int(s) for s in shape)
+    if "measurement" in names and "measurement" not in given and measurement is not None:
+        given["measurement"] = measurement
+    op = spec.factory(**coerce_params(spec.factory, given, owner))
+    if not isinstance(op, Operator):
+        raise TypeError(f"{owner}: factory returned {type(op).__name__}, not a medrecon.Operator")
+    return op
+
+
+def build_component(section: str, recipe: ComponentRecipe | None, host: PluginHost | None = None):
+    """Build a prior or sampler from its recipe (None for a missing prior)."""
+    if recipe is None:
+        return None
+    host = host or default_host()
+    spec = host.get(section, recipe.name).spec
+    return spec.factory(**coerce_params(spec.factory, recipe.params, f"{section} '{recipe.name}'"))
+
+
+def simulate(
+    volume: np.ndarray | torch.Tensor,
+    operator: ComponentRecipe | Mapping[str, Any] | str,
+    *,
+    noise_std: float,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    affine: np.ndarray | None = None,
+    keep_ground_truth: bool = True,
+    host: PluginHost | None = None,
+) -> Measurement:
+    """Simulate a measurement of `volume` ((D, H, W) or (H, W)) with the named operator."""
+    host = host or default_host()
+    op_recipe = _operator_recipe(operator)
+    op_recipe = Recipe(operator=op_recipe).validate(host).operator
+    x = torch.as_tensor(np.asarray(volume, dtype=np.float32))
+    dev = resolve_device(device)
+    op = build_operator(op_recipe, shape=tuple(x.shape), host=host).to(dev)
+    y = op.simulate(x.to(dev), noise_std, seed)
+    params = dict(op_recipe.params)
+    if "shape" in {
+        p.name for p in parameters_of(host.get("operator", op_recipe.name).spec.factory)
+    }:
+        params.setdefault("shape", list(op.domain_shape))
+    return Measurement(
+        y=y.cpu().numpy(),
+        operator=ComponentRecipe(op_recipe.name, params),
+        noise_std=float(noise_std),
+        arrays={k: v.detach().cpu().numpy() for k, v in op.arrays().items()},
+        ground_truth=x.numpy() if keep_ground_truth else None,
+        affine=affine,
+        attrs={"simulation": {"seed": seed, "noise_std": float(noise_std)}},
+    )
+
+
+def reconstruct(
+    recipe: RecipeLike,
+    measurement: Measurement,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    noise_std: float | None = None,
+    host: PluginHost | None = None,
+) -> Reconstruction:
+    """Reconstruct a measurement with the recipe's sampler (and prior); the bundle brings the operator.
+
+    Everything is validated and the pairing checked before any work starts.
+    """
+    host = host or default_host()
+    recipe = Recipe.load(recipe)
+    if recipe.sampler is None:
+        raise RecipeError("the recipe has no [sampler] section: name the sampler to run")
+    if recipe.operator is not None and recipe.operator.name != measurement.operator.name:
+        raise RecipeError(
+            f"the recipe's operator '{recipe.operator.name}' differs from the measurement's "
+            f"'{measurement.operator.name}'; leave [operator] out to use the measurement's"
+        )
+    op_params = dict(measurement.operator.params)
+    if recipe.operator is not None:
+        op_params.update(recipe.operator.params)
+    recipe = recipe.replace(operator=ComponentRecipe(measurement.operator.name, op_params))
+    recipe = recipe.validate(host)
+    sigma = measurement.noise_std if noise_std is None else noise_std
+    if sigma is None:
+        raise InputError(
+            "the measurement's noise level is unknown (e.g. a fastMRI file); give it with --noise-std "
+            "or noise_std=..., in the units of y"
+        )
+    dev = resolve_device(device)
+    y = torch.as_tensor(measurement.y).to(dev)
+    shape = measurement.ground_truth.shape if measurement.ground_truth is not None else None
+    operator = build_operator(
+        recipe.operator, shape=shape, arrays=measurement.arrays, measurement=y, host=host
+    ).to(dev)
+    prior: Prior | None = build_component("prior", recipe.prior, host)
+    if isinstance(prior, torch.nn.Module):
+        prior = prior.to(dev)
+    sampler: Sampler = build_component("sampler", recipe.sampler, host)
+    sampler.name = sampler.name or recipe.sampler.name
+    problem = Problem(operator, y, sigma)
+    # Samplers that need gradients (DPS, MCG) open torch.enable_grad() themselves.
+    with torch.no_grad():
+        result = sampler.run(problem, prior, seed=seed, progress=progress, cancel=cancel)
+    result.info.update(
+        recipe=recipe.to_dict(),
+        seed=seed,
+        device=str(dev),
+        noise_std=sigma,
+        versions=versions(host, recipe),
+    )
+    result.info.setdefault("nfe", 0)
+    return result
+
+
+def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:
+    """Versions of Python, torch, medrecon and of each component's distribution."""
+    from medrecon import __version__
+
+    out: dict[str, Any] = {
+        "medrecon": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    for section in ("operator", "prior", "sampler"):
+        comp = getattr(recipe, section)
+        if comp is not None:
+            p = host.get(section, comp.name).provider
+            out[f"{section}:{comp.name}"] = (
+                f"{p.distribution or p.plugin} {p.version or ''}".strip()
+            )
+    return out
+
+
+def _operator_recipe(operator: ComponentRecipe | Mapping[str, Any] | str) -> ComponentRecipe:
+    if isinstance(operator, ComponentRecipe):
+        return operator
+    return ComponentRecipe.from_dict("operator", operator)

@@ -1,0 +1,316 @@
+"""The `medrecon` command line: plugins, simulate, reconstruct, demo.
+
+Exit codes: 0 success, 1 unexpected failure, 2 bad input (usage, recipe, file, pairing), 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from medrecon.errors import Cancelled, MedreconError, RecipeError
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 130
+
+DEVICE_HELP = "auto (CUDA if present), cpu, cuda or cuda:N"
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (8, 0.5, true, [0, 90], "x"); anything else is taken as a bare string."""
+    from medrecon.recipe import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _parse_params(items: tuple[str, ...], default_section: str | None) -> dict[str, dict[str, Any]]:
+    """-p key=value / -p section.key=value -> {section: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"parameter {item!r} must look like key=value (e.g. acceleration=8)")
+        section, dot, name = key.rpartition(".")
+        if not dot:
+            if default_section is None:
+                raise RecipeError(
+                    f"parameter {item!r} needs its section: operator.{key}=..., prior.{key}=... "
+                    f"or sampler.{key}=..."
+                )
+            section, name = default_section, key
+        out.setdefault(section, {})[name] = _parse_value(value)
+    return out
+
+
+def _apply_overrides(recipe, overrides: dict[str, dict[str, Any]], **names: str | None):
+    """Switch components by name (--sampler, --prior) and merge -p parameters into the recipe."""
+    from medrecon.errors import listing
+    from medrecon.recipe import SECTIONS, ComponentRecipe, Recipe
+
+    unknown = sorted(set(overrides) - set(SECTIONS))
+    if unknown:
+        raise RecipeError(
+            f"unknown recipe section '{unknown[0]}' in -p; valid: {listing(SECTIONS)}"
+        )
+    sections = {}
+    for section in SECTIONS:
+        current = getattr(recipe, section)
+        name = names.get(section)
+        if name and (current is None or current.name != name):
+            current = ComponentRecipe(
+                name, {}
+            )  # another component: the recipe's params do not apply
+        extra = overrides.get(section)
+        if extra:
+            if current is None:
+                raise RecipeError(f"parameters given for [{section}] but no {section} is named")
+            current = ComponentRecipe(current.name, {**current.params, **extra})
+        sections[section] = current
+    return Recipe(**sections)
+
+
+def _host(ctx: click.Context):
+    from medrecon.plugin import PluginHost
+
+    obj = ctx.find_root().obj
+    if obj.get("host") is None:
+        obj["host"] = PluginHost.from_entry_points(builtins_only=obj["no_plugins"])
+    return obj["host"]
+
+
+class _Group(click.Group):
+    """Turns medrecon's own errors into one clear line and a non-zero exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Cancelled as err:
+            click.echo(f"cancelled: {err}; nothing was written", err=True)
+            sys.exit(EXIT_CANCELLED)
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was written", err=True)
+            sys.exit(EXIT_CANCELLED)
+        except MedreconError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+
+@click.group(cls=_Group)
+@click.option("--no-plugins", is_flag=True, help="Load the built-in plugins only.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="medrecon")
+@click.pass_context
+def main(ctx: click.Context, no_plugins: bool, verbose: int) -> None:
+    """Reconstruct medical images and volumes from their measurements."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"no_plugins": no_plugins, "host": None}
+
+
+# ------------------------------------------------------------------------------------- plugins
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--describe", metavar="NAME", help="Print one component's parameters.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool, describe: str | None) -> None:
+    """List every operator, prior and sampler, with its provider, and the plugins that failed."""
+    from medrecon.describe import component_record, components_table, describe_table, failed_table
+
+    host = _host(ctx)
+    if describe:
+        found = host.find(describe)
+        if not found:
+            from medrecon.errors import PluginError, listing, suggest
+
+            names = [c.name for c in host.all_components()]
+            raise PluginError(
+                f"no component named '{describe}'{suggest(describe, names)}; installed: {listing(names)}"
+            )
+        if as_json:
+            click.echo(json.dumps([component_record(c, parameters=True) for c in found], indent=2))
+        else:
+            for comp in found:
+                _console().print(describe_table(comp))
+        return
+    if as_json:
+        data = {
+            "components": [component_record(c) for c in host.all_components()],
+            "failed": [vars(f) for f in host.failed],
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    console = _console()
+    console.print(components_table(host.all_components()))
+    if host.failed:
+        console.print(failed_table(host.failed))
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=max(100, Console().width))
+
+
+# ------------------------------------------------------------------------------------ simulate
+
+
+@main.command()
+@click.argument("volume", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Bundle (.h5).")
+@click.option("--operator", "operator_name", help="Operator name (or give --recipe).")
+@click.option("--recipe", type=click.Path(path_type=Path), help="TOML recipe with [operator].")
+@click.option("-p", "--param", "params", multiple=True, help="Operator parameter key=value.")
+@click.option("--noise-std", type=float, default=0.0, show_default=True, help="In units of y.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+@click.pass_context
+def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, device) -> None:
+    """Simulate a measurement of a NIfTI VOLUME and write it as a bundle."""
+    from medrecon.api import simulate as simulate_measurement
+    from medrecon.io import check_output_path, load_nifti, save_bundle
+    from medrecon.recipe import Recipe
+
+    check_output_path(out, [volume, recipe])
+    rec = _apply_overrides(
+        Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name
+    )
+    if rec.operator is None:
+        raise RecipeError(
+            "name the operator: --operator NAME or --recipe FILE with an [operator] table"
+        )
+    if rec.prior or rec.sampler:
+        raise RecipeError(
+            "simulate takes an operator only; give [prior] and [sampler] to reconstruct"
+        )
+    op = rec.operator
+    vol = load_nifti(volume)
+    m = simulate_measurement(
+        vol.data,
+        op,
+        noise_std=noise_std,
+        seed=seed,
+        device=device,
+        affine=vol.affine,
+        host=_host(ctx),
+    )
+    save_bundle(out, m, inputs=(volume,))
+    click.echo(
+        f"wrote {out}: y {m.y.shape} {m.y.dtype}, operator '{op.name}', noise_std {noise_std}"
+    )
+
+
+# --------------------------------------------------------------------------------- reconstruct
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="NIfTI output.")
+@click.option("--recipe", type=click.Path(path_type=Path), help="TOML recipe ([sampler], [prior]).")
+@click.option("--sampler", "sampler_name", help="Sampler name (overrides the recipe's).")
+@click.option("--prior", "prior_name", help="Prior name (overrides the recipe's).")
+@click.option(
+    "-p", "--param", "params", multiple=True, help="section.key=value, e.g. sampler.steps=50"
+)
+@click.option("--noise-std", type=float, default=None, help="Override the bundle's noise level.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def reconstruct(
+    ctx, bundle, out, recipe, sampler_name, prior_name, params, noise_std, seed, device, quiet
+) -> None:
+    """Reconstruct a measurement BUNDLE (or fastMRI .h5) and write a NIfTI with a JSON sidecar."""
+    from medrecon.api import reconstruct as run_reconstruction
+    from medrecon.io import check_output_path, load_bundle
+    from medrecon.outputs import write_reconstruction
+    from medrecon.recipe import Recipe
+
+    check_output_path(out, [bundle, recipe])
+    measurement = load_bundle(bundle)
+    rec = Recipe.load(recipe)
+    overrides = _parse_params(params, None)
+    operator_name = None
+    if "operator" in overrides:  # -p operator.x=... tunes the measurement's own operator
+        operator_name = rec.operator.name if rec.operator else measurement.operator.name
+    rec = _apply_overrides(
+        rec, overrides, operator=operator_name, prior=prior_name, sampler=sampler_name
+    )
+    with _progress_bar(quiet) as progress:
+        result = run_reconstruction(
+            rec,
+            measurement,
+            seed=seed,
+            device=device,
+            noise_std=noise_std,
+            progress=progress,
+            host=_host(ctx),
+        )
+    written = write_reconstruction(out, result, affine=measurement.affine, inputs=(bundle, recipe))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+class _progress_bar:
+    """A rich progress bar fed by sampler Steps (or nothing, with --quiet)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task("reconstructing", total=None)
+        return self.update
+
+    def update(self, step) -> None:
+        self.bar.update(self.task, completed=step.index + 1, total=step.total)
+
+    def __exit__(self, *exc):
+        if not self.quiet:
+            self.bar.__exit__(*exc)
+        return False
+
+
+# ---------------------------------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("medrecon-demo"), show_default=True
+)
+@click.option("--quick", is_flag=True, help="A small, fast version (smoke test).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.pass_context
+def demo(ctx, out: Path, quick: bool, seed: int, device: str) -> None:
+    """Simulate and reconstruct the built-in sample volume; write NIfTIs and a metrics table."""
+    from medrecon.demo import run_demo
+
+    table = run_demo(out, quick=quick, seed=seed, device=device, host=_host(ctx))
+    click.echo(table)
+    click.echo(f"results in {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

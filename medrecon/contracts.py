@@ -1,0 +1,344 @@
+"""What operators, priors and samplers promise each other (the component contracts of the design)."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from medrecon.errors import Cancelled, IncompatibleError, InputError
+
+# ---------------------------------------------------------------------------------------------
+# Operators
+
+
+class Operator(torch.nn.Module, abc.ABC):
+    """A forward model y = A(x). Tensors it holds are buffers, so `.to(device)` moves all of it.
+
+    Subclasses set `domain_shape` / `range_shape` (without batch dimension) and the dtypes, and
+    implement `forward` and, when linear, `adjoint`. A leading batch dimension is allowed.
+    """
+
+    linear: ClassVar[bool] = True
+    #: Axis along which the operator acts slice by slice (None if it couples all axes).
+    slice_axis: int | None = None
+
+    domain_shape: tuple[int, ...]
+    range_shape: tuple[int, ...]
+    domain_dtype: torch.dtype = torch.float32
+    range_dtype: torch.dtype = torch.float32
+
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply A."""
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Apply A^H (linear operators only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no adjoint")
+
+    def gram(self, x: torch.Tensor) -> torch.Tensor:
+        """A^H A x; operators override this where it is cheaper than two applications."""
+        return self.adjoint(self.forward(x))
+
+    @property
+    def has_svd(self) -> bool:
+        """Whether `svd()` is available (a decomposition samplers such as ΠGDM exploit)."""
+        return False
+
+    @property
+    def is_complex(self) -> bool:
+        return self.range_dtype.is_complex
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """Arrays that, passed back to the factory with the same recipe, rebuild this operator.
+
+        Used to store a measurement bundle: a random mask or estimated coil maps travel with `y`.
+        """
+        return {}
+
+    def check_domain(self, x: torch.Tensor) -> None:
+        """Raise InputError unless x is a (batch of) domain element(s) of the right kind."""
+        _check_element(x, self.domain_shape, self.domain_dtype, "image", type(self).__name__)
+
+    def check_range(self, y: torch.Tensor) -> None:
+        """Raise InputError unless y is a (batch of) measurement(s) of the right kind."""
+        _check_element(y, self.range_shape, self.range_dtype, "measurement", type(self).__name__)
+
+    def simulate(self, x: torch.Tensor, noise_std: float, seed: int = 0) -> torch.Tensor:
+        """y = A(x) + n with white Gaussian noise of standard deviation `noise_std` in units of y.
+
+        For complex y the noise is circular: E|n|^2 = noise_std^2 (each part noise_std / sqrt 2).
+        """
+        if noise_std < 0:
+            raise InputError(f"noise_std must be >= 0, got {noise_std}")
+        self.check_domain(x)
+        with torch.no_grad():
+            y = self.forward(x)
+        return y + gaussian_noise(y.shape, y.dtype, noise_std, seed, y.device)
+
+
+class BlindOperator(Operator):
+    """An operator with unknown parameters (a blur kernel): `forward(x, params)`."""
+
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def gaussian_noise(
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    std: float,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Seeded white noise (generated on the CPU so that CPU and CUDA runs see the same noise)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    if dtype.is_complex:
+        real = torch.float32 if dtype == torch.complex64 else torch.float64
+        parts = torch.randn((*shape, 2), generator=gen, dtype=real) * (std / 2**0.5)
+        noise = torch.complex(parts[..., 0], parts[..., 1])
+    else:
+        noise = torch.randn(shape, generator=gen, dtype=dtype) * std
+    return noise.to(device)
+
+
+def _check_element(
+    t: Any, shape: tuple[int, ...], dtype: torch.dtype, what: str, owner: str
+) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{owner}: {what} must be a torch.Tensor, got {type(t).__name__}")
+    if tuple(t.shape[-len(shape) :]) != tuple(shape) or t.ndim not in (len(shape), len(shape) + 1):
+        raise InputError(
+            f"{owner}: {what} shape {tuple(t.shape)} does not match: expected {tuple(shape)} "
+            f"(optionally with a leading batch dimension)"
+        )
+    if t.is_complex() != dtype.is_complex:
+        kind = "complex" if dtype.is_complex else "real"
+        raise InputError(f"{owner}: {what} must be {kind} ({dtype}), got {t.dtype}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Priors
+
+
+class Prior(abc.ABC):  # noqa: B024 - a marker base: capabilities are the subclasses below
+    """Base of all priors; what a prior can do is told by which of the classes below it is."""
+
+
+class DiffusionPrior(Prior):
+    """A denoiser for the variance-preserving diffusion x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps.
+
+    A 2D prior applied to a volume works on slices along `slice_axis`, `slice_batch` at a time.
+    """
+
+    slice_axis: int = 0
+    slice_batch: int = 8
+
+    @property
+    @abc.abstractmethod
+    def alphas_cumprod(self) -> torch.Tensor:
+        """alpha-bar_t for t = 0 .. T-1 (float32, decreasing)."""
+
+    @abc.abstractmethod
+    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """The noise estimate eps(x_t, t)."""
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """Tweedie's estimate E[x0 | x_t]."""
+        abar = self.alphas_cumprod.to(x_t.device)[t]
+        return (x_t - (1 - abar).sqrt() * self.predict_eps(x_t, t)) / abar.sqrt()
+
+
+class ProximalPrior(Prior):
+    """A regularizer R(x) with a proximal map (TV, TV along z, L1-wavelet ...)."""
+
+    @abc.abstractmethod
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """R(x)."""
+
+    @abc.abstractmethod
+    def prox(self, x: torch.Tensor, step: float) -> torch.Tensor:
+        """argmin_z R(z) + ||z - x||^2 / (2 step)."""
+
+
+class GaussianPrior(DiffusionPrior):
+    """A Gaussian prior: its score is exact, and so is the posterior of a linear Gaussian problem."""
+
+    @abc.abstractmethod
+    def posterior(self, problem: Problem) -> tuple[torch.Tensor, Any]:
+        """Exact posterior mean and covariance (in a form the prior documents)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems and results
+
+
+@dataclass
+class Problem:
+    """A measurement y of an unknown x through `operator`, with white noise of std `noise_std`."""
+
+    operator: Operator
+    y: torch.Tensor
+    noise_std: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.noise_std, int | float) or self.noise_std < 0:
+            raise InputError(f"noise_std must be a number >= 0, got {self.noise_std!r}")
+        self.noise_std = float(self.noise_std)
+        self.operator.check_range(self.y)
+        if not torch.isfinite(self.y).all():
+            bad = int((~torch.isfinite(self.y)).sum())
+            raise InputError(f"measurement y holds {bad} NaN or Inf value(s); it must be finite")
+
+
+@dataclass
+class Reconstruction:
+    """The result of a run: the image (posterior mean if several samples), std map, samples, info."""
+
+    image: torch.Tensor
+    std: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    #: Other estimated quantities, such as the kernel of a blind problem.
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a sampler: drives progress bars, previews and cancellation."""
+
+    index: int
+    total: int
+    estimate: torch.Tensor | None = None
+    message: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Samplers and what they require
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something a sampler needs of the operator or the prior, and how to say what was given instead."""
+
+    name: str
+    needs: str
+    check: Callable[[Operator, Prior | None], bool]
+    given: Callable[[Operator, Prior | None], str]
+
+    def __call__(self, operator: Operator, prior: Prior | None) -> bool:
+        return self.check(operator, prior)
+
+
+def _given_prior(operator: Operator, prior: Prior | None) -> str:
+    if prior is None:
+        return "was given no prior"
+    for cls, words in (
+        (GaussianPrior, "a Gaussian prior"),
+        (DiffusionPrior, "a diffusion prior"),
+        (ProximalPrior, "a proximal prior"),
+    ):
+        if isinstance(prior, cls):
+            return f"was given {words} ({type(prior).__name__})"
+    return f"was given {type(prior).__name__}"
+
+
+def _operator_lacks(what: str) -> Callable[[Operator, Prior | None], str]:
+    return lambda op, pr: f"operator {type(op).__name__} {what}"
+
+
+DIFFUSION_PRIOR = Requirement(
+    "diffusion-prior",
+    "a diffusion prior",
+    lambda op, pr: isinstance(pr, DiffusionPrior),
+    _given_prior,
+)
+PROXIMAL_PRIOR = Requirement(
+    "proximal-prior", "a proximal prior", lambda op, pr: isinstance(pr, ProximalPrior), _given_prior
+)
+GAUSSIAN_PRIOR = Requirement(
+    "gaussian-prior", "a Gaussian prior", lambda op, pr: isinstance(pr, GaussianPrior), _given_prior
+)
+NO_PRIOR = Requirement("no-prior", "no prior", lambda op, pr: pr is None, _given_prior)
+LINEAR_OPERATOR = Requirement(
+    "linear-operator",
+    "a linear operator",
+    lambda op, pr: op.linear,
+    _operator_lacks("is not linear"),
+)
+SVD = Requirement(
+    "svd", "an operator with an SVD", lambda op, pr: op.has_svd, _operator_lacks("has no SVD")
+)
+BLIND_OPERATOR = Requirement(
+    "blind-operator",
+    "a blind operator (unknown parameters such as a kernel)",
+    lambda op, pr: isinstance(op, BlindOperator),
+    _operator_lacks("has no unknown parameters"),
+)
+
+
+def check_compatible(sampler: Sampler, operator: Operator, prior: Prior | None) -> None:
+    """Raise IncompatibleError, in one sentence, if the sampler cannot run on this pairing."""
+    name = sampler.name or type(sampler).__name__
+    for req in sampler.requires:
+        if not req(operator, prior):
+            raise IncompatibleError(
+                f"sampler '{name}' needs {req.needs}, but {req.given(operator, prior)}."
+            )
+
+
+ProgressFn = Callable[[Step], None]
+CancelFn = Callable[[], bool]
+
+
+class Sampler(abc.ABC):
+    """Draws a reconstruction of a Problem under a Prior.
+
+    Subclasses implement `iterate`, a generator yielding one Step per iteration and returning
+    the Reconstruction; `run` drives it with a progress callback and cancellation.
+    """
+
+    name: ClassVar[str] = ""
+    requires: ClassVar[tuple[Requirement, ...]] = ()
+
+    @abc.abstractmethod
+    def iterate(
+        self, problem: Problem, prior: Prior | None, *, seed: int = 0
+    ) -> Generator[Step, None, Reconstruction]: ...
+
+    def run(
+        self,
+        problem: Problem,
+        prior: Prior | None = None,
+        *,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> Reconstruction:
+        """Run to the end; `progress` sees each Step, `cancel()` returning True stops between steps."""
+        check_compatible(self, problem.operator, prior)
+        start = time.perf_counter()
+        gen = self.iterate(problem, prior, seed=seed)
+        try:
+            while True:
+                step = next(gen)
+                if progress is not None:
+                    progress(step)
+                if cancel is not None and cancel():
+                    gen.close()
+                    raise Cancelled(f"cancelled after step {step.index + 1} of {step.total}")
+        except StopIteration as stop:
+            result: Reconstruction = stop.value
+        result.info.setdefault("seconds", time.perf_counter() - start)
+        result.info.setdefault("seed", seed)
+        return result

@@ -1,0 +1,20 @@
+"""Files: NIfTI volumes, measurement bundles, atomic writes and JSON sidecars."""
+
+from medrecon.io.atomic import atomic_path, check_output_path, sidecar_path, write_json, write_text
+from medrecon.io.bundle import Measurement, load_bundle, save_bundle
+from medrecon.io.nifti import Volume, is_nifti, load_nifti, save_nifti
+
+__all__ = [
+    "Measurement",
+    "Volume",
+    "atomic_path",
+    "check_output_path",
+    "is_nifti",
+    "load_bundle",
+    "load_nifti",
+    "save_bundle",
+    "save_nifti",
+    "sidecar_path",
+    "write_json",
+    "write_text",
+]

@@ -1,0 +1,97 @@
+"""NIfTI volumes in and out through nibabel, with affine and header kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from medrecon.errors import InputError
+from medrecon.io.atomic import atomic_path, check_output_path
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass
+class Volume:
+    """A volume in medrecon's (D, H, W) order, with the NIfTI affine and header it came with.
+
+    NIfTI stores voxels as (i, j, k); medrecon's arrays are (k, j, i) = (D, H, W), so an axial slice
+    of a RAS-oriented scan is `data[d]`. `affine` stays the NIfTI one, for (i, j, k) indices.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header | None = None
+    path: Path | None = None
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size along (D, H, W) in mm."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0)[::-1])
+
+
+def is_nifti(path: str | Path) -> bool:
+    return str(path).endswith(NIFTI_SUFFIXES)
+
+
+def load_nifti(path: str | Path) -> Volume:
+    """Read a 2D or 3D NIfTI file as float32 (D, H, W); a 2D image becomes one slice."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such NIfTI file: {path}")
+    if not is_nifti(path):
+        raise InputError(f"{path} is not a NIfTI file: expected a name ending in .nii or .nii.gz")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as err:  # nibabel raises many kinds for damaged files
+        raise InputError(
+            f"{path} could not be read as NIfTI ({type(err).__name__}: {err}); "
+            "the file is damaged, truncated or not NIfTI"
+        ) from None
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.ndim != 3:
+        raise InputError(
+            f"{path} holds a {data.ndim}D image of shape {data.shape}; expected 2D or 3D"
+        )
+    if not np.isfinite(data).all():
+        raise InputError(f"{path} holds NaN or Inf voxels; a volume must be finite")
+    return Volume(
+        np.ascontiguousarray(data.transpose(2, 1, 0)), img.affine.copy(), img.header, path
+    )
+
+
+def save_nifti(
+    path: str | Path,
+    data: np.ndarray,
+    affine: np.ndarray | None = None,
+    header: nib.Nifti1Header | None = None,
+    *,
+    inputs: tuple[str | Path | None, ...] = (),
+) -> Path:
+    """Write a (D, H, W) volume atomically as NIfTI; refuses to overwrite any of `inputs`."""
+    path = check_output_path(path, inputs)
+    if not is_nifti(path):
+        raise InputError(f"output {path} must end in .nii or .nii.gz")
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise InputError(f"can only write 2D or 3D volumes as NIfTI, got shape {data.shape}")
+    if np.iscomplexobj(data):
+        data = np.abs(data)
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise InputError(f"affine must be 4x4, got {affine.shape}")
+    img = nib.Nifti1Image(data.astype(np.float32).transpose(2, 1, 0), affine, header=header)
+    img.set_data_dtype(np.float32)
+    img.header.set_slope_inter(None, None)  # data are written as they are: no rescaling on read
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path

@@ -1,0 +1,36 @@
+"""Image quality metrics (PSNR, SSIM) through monai.metrics, on the data range of the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _as_batch(a) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(a, dtype=np.float32))
+    return t[None, None]  # (B=1, C=1, ...spatial)
+
+
+def psnr(reference, estimate) -> float:
+    """PSNR in dB with the reference's max - min as the peak."""
+    from monai.metrics import PSNRMetric
+
+    ref, est = _as_batch(reference), _as_batch(estimate)
+    peak = float(ref.max() - ref.min()) or 1.0
+    return float(PSNRMetric(max_val=peak)(est - ref.min(), ref - ref.min()).mean())
+
+
+def ssim(reference, estimate) -> float:
+    """SSIM (2D per slice for volumes, averaged) with the reference's data range."""
+    from monai.metrics import SSIMMetric
+
+    ref = np.asarray(reference, dtype=np.float32)
+    est = np.asarray(estimate, dtype=np.float32)
+    if ref.ndim == 2:
+        ref, est = ref[None], est[None]
+    data_range = float(ref.max() - ref.min()) or 1.0
+    win = max(3, min(7, *ref.shape[-2:]) // 2 * 2 - 1)  # odd window no larger than the image
+    metric = SSIMMetric(spatial_dims=2, data_range=data_range, win_size=win)
+    r = torch.as_tensor(ref)[:, None]
+    e = torch.as_tensor(est)[:, None]
+    return float(metric(e, r).mean())

@@ -1,0 +1,22 @@
+"""Numerics every plugin shares: adjoint test, operator norm, conjugate gradient, centered FFTs."""
+
+from medrecon.numerics.fft import fft2c, ifft2c
+from medrecon.numerics.linalg import (
+    AdjointTestResult,
+    adjoint_test,
+    cg_iterations,
+    conjugate_gradient,
+    inner,
+    operator_norm,
+)
+
+__all__ = [
+    "AdjointTestResult",
+    "adjoint_test",
+    "cg_iterations",
+    "conjugate_gradient",
+    "fft2c",
+    "ifft2c",
+    "inner",
+    "operator_norm",
+]

@@ -1,0 +1,121 @@
+"""Recipes: one declarative description of a run (operator, prior, sampler), validated up front."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from medrecon.errors import PluginError, RecipeError, listing, suggest
+from medrecon.params import CONTEXT_PARAMETERS, coerce_params
+from medrecon.plugin import HOOKS, PluginHost
+
+SECTIONS = tuple(HOOKS)  # ("operator", "prior", "sampler")
+
+
+@dataclass(frozen=True)
+class ComponentRecipe:
+    """A component by name with its parameters."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, section: str, data: Mapping[str, Any]) -> ComponentRecipe:
+        if isinstance(data, str):
+            return cls(data, {})
+        if not isinstance(data, Mapping):
+            raise RecipeError(
+                f"recipe section [{section}] must be a table with a 'name', got {type(data).__name__}"
+            )
+        if "name" not in data or not isinstance(data["name"], str):
+            raise RecipeError(f'recipe section [{section}] needs name = "..." naming the {section}')
+        params = {k: v for k, v in data.items() if k != "name"}
+        return cls(data["name"], params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Operator, prior and sampler, each optional (a measurement bundle carries its operator)."""
+
+    operator: ComponentRecipe | None = None
+    prior: ComponentRecipe | None = None
+    sampler: ComponentRecipe | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        if not isinstance(data, Mapping):
+            raise RecipeError(f"a recipe must be a table/dict, got {type(data).__name__}")
+        unknown = [k for k in data if k not in SECTIONS]
+        if unknown:
+            raise RecipeError(
+                f"unknown recipe section [{unknown[0]}]{suggest(unknown[0], SECTIONS)}; "
+                f"valid sections: {listing(SECTIONS)}"
+            )
+        return cls(**{k: ComponentRecipe.from_dict(k, v) for k, v in data.items()})
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Recipe:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise RecipeError(f"cannot read recipe {path}: {err.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise RecipeError(f"recipe {path} is not valid TOML: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, source: Recipe | Mapping[str, Any] | str | Path | None) -> Recipe:
+        """A Recipe from a Recipe, a dict, or a TOML file path."""
+        if source is None:
+            return cls()
+        if isinstance(source, Recipe):
+            return source
+        if isinstance(source, Mapping):
+            return cls.from_dict(source)
+        return cls.from_toml(source)
+
+    def replace(self, **sections: ComponentRecipe | None) -> Recipe:
+        data = {k: getattr(self, k) for k in SECTIONS}
+        data.update({k: v for k, v in sections.items() if v is not None})
+        return Recipe(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k).to_dict() for k in SECTIONS if getattr(self, k) is not None}
+
+    def validate(self, host: PluginHost) -> Recipe:
+        """Check every name and parameter against the installed factories; return coerced values.
+
+        Array parameters (coil maps, masks) may be missing here: they come with the data.
+        """
+        out = {}
+        for section in SECTIONS:
+            comp = getattr(self, section)
+            if comp is None:
+                continue
+            try:
+                spec = host.get(section, comp.name).spec
+            except PluginError as err:
+                raise RecipeError(str(err)) from None
+            array_params = frozenset(p.name for p in spec.parameters if p.is_array)
+            params = coerce_params(
+                spec.factory,
+                comp.params,
+                f"{section} '{comp.name}'",
+                allow_missing=CONTEXT_PARAMETERS | array_params,
+            )
+            out[section] = ComponentRecipe(comp.name, params)
+        return Recipe(**out)

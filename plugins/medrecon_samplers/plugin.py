@@ -1,0 +1,18 @@
+"""Registers the built-in samplers with medrecon (entry point `samplers`)."""
+
+import medrecon
+from medrecon_samplers.classical import AdjointSampler, CGSampler
+
+
+@medrecon.hookimpl
+def medrecon_samplers():
+    yield medrecon.SamplerSpec(
+        name="adjoint",
+        factory=AdjointSampler,
+        summary="x = A^H y: zero-filled MRI, unfiltered back-projection; the simplest baseline",
+    )
+    yield medrecon.SamplerSpec(
+        name="cg",
+        factory=CGSampler,
+        summary="Conjugate gradient on (A^H A + lambda I) x = A^H y: CG-SENSE, Tikhonov",
+    )
