@@ -90,9 +90,7 @@ def simulate(
     op = build_operator(op_recipe, shape=tuple(x.shape), host=host).to(dev)
     y = op.simulate(x.to(dev), noise_std, seed)
     params = dict(op_recipe.params)
-    if "shape" in {
-        p.name for p in parameters_of(host.get("operator", op_recipe.name).spec.factory)
-    }:
+    if "shape" in {p.name for p in parameters_of(host.get("operator", op_recipe.name).spec.factory)}:
         params.setdefault("shape", list(op.domain_shape))
     return Measurement(
         y=y.cpu().numpy(),
@@ -180,9 +178,7 @@ def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:
         comp = getattr(recipe, section)
         if comp is not None:
             p = host.get(section, comp.name).provider
-            out[f"{section}:{comp.name}"] = (
-                f"{p.distribution or p.plugin} {p.version or ''}".strip()
-            )
+            out[f"{section}:{comp.name}"] = f"{p.distribution or p.plugin} {p.version or ''}".strip()
     return out
 
 

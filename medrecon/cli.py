@@ -58,17 +58,13 @@ def _apply_overrides(recipe, overrides: dict[str, dict[str, Any]], **names: str 
 
     unknown = sorted(set(overrides) - set(SECTIONS))
     if unknown:
-        raise RecipeError(
-            f"unknown recipe section '{unknown[0]}' in -p; valid: {listing(SECTIONS)}"
-        )
+        raise RecipeError(f"unknown recipe section '{unknown[0]}' in -p; valid: {listing(SECTIONS)}")
     sections = {}
     for section in SECTIONS:
         current = getattr(recipe, section)
         name = names.get(section)
         if name and (current is None or current.name != name):
-            current = ComponentRecipe(
-                name, {}
-            )  # another component: the recipe's params do not apply
+            current = ComponentRecipe(name, {})  # another component: the recipe's params do not apply
         extra = overrides.get(section)
         if extra:
             if current is None:
@@ -182,17 +178,11 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     from medrecon.recipe import Recipe
 
     check_output_path(out, [volume, recipe])
-    rec = _apply_overrides(
-        Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name
-    )
+    rec = _apply_overrides(Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name)
     if rec.operator is None:
-        raise RecipeError(
-            "name the operator: --operator NAME or --recipe FILE with an [operator] table"
-        )
+        raise RecipeError("name the operator: --operator NAME or --recipe FILE with an [operator] table")
     if rec.prior or rec.sampler:
-        raise RecipeError(
-            "simulate takes an operator only; give [prior] and [sampler] to reconstruct"
-        )
+        raise RecipeError("simulate takes an operator only; give [prior] and [sampler] to reconstruct")
     op = rec.operator
     vol = load_nifti(volume)
     m = simulate_measurement(
@@ -205,9 +195,7 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
         host=_host(ctx),
     )
     save_bundle(out, m, inputs=(volume,))
-    click.echo(
-        f"wrote {out}: y {m.y.shape} {m.y.dtype}, operator '{op.name}', noise_std {noise_std}"
-    )
+    click.echo(f"wrote {out}: y {m.y.shape} {m.y.dtype}, operator '{op.name}', noise_std {noise_std}")
 
 
 # --------------------------------------------------------------------------------- reconstruct
@@ -219,9 +207,7 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
 @click.option("--recipe", type=click.Path(path_type=Path), help="TOML recipe ([sampler], [prior]).")
 @click.option("--sampler", "sampler_name", help="Sampler name (overrides the recipe's).")
 @click.option("--prior", "prior_name", help="Prior name (overrides the recipe's).")
-@click.option(
-    "-p", "--param", "params", multiple=True, help="section.key=value, e.g. sampler.steps=50"
-)
+@click.option("-p", "--param", "params", multiple=True, help="section.key=value, e.g. sampler.steps=50")
 @click.option("--noise-std", type=float, default=None, help="Override the bundle's noise level.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
@@ -243,9 +229,7 @@ def reconstruct(
     operator_name = None
     if "operator" in overrides:  # -p operator.x=... tunes the measurement's own operator
         operator_name = rec.operator.name if rec.operator else measurement.operator.name
-    rec = _apply_overrides(
-        rec, overrides, operator=operator_name, prior=prior_name, sampler=sampler_name
-    )
+    rec = _apply_overrides(rec, overrides, operator=operator_name, prior=prior_name, sampler=sampler_name)
     with _progress_bar(quiet) as progress:
         result = run_reconstruction(
             rec,
@@ -296,9 +280,7 @@ class _progress_bar:
 
 
 @main.command()
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("medrecon-demo"), show_default=True
-)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("medrecon-demo"), show_default=True)
 @click.option("--quick", is_flag=True, help="A small, fast version (smoke test).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)

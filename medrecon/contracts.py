@@ -112,9 +112,7 @@ def gaussian_noise(
     return noise.to(device)
 
 
-def _check_element(
-    t: Any, shape: tuple[int, ...], dtype: torch.dtype, what: str, owner: str
-) -> None:
+def _check_element(t: Any, shape: tuple[int, ...], dtype: torch.dtype, what: str, owner: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise InputError(f"{owner}: {what} must be a torch.Tensor, got {type(t).__name__}")
     if tuple(t.shape[-len(shape) :]) != tuple(shape) or t.ndim not in (len(shape), len(shape) + 1):
@@ -276,9 +274,7 @@ LINEAR_OPERATOR = Requirement(
     lambda op, pr: op.linear,
     _operator_lacks("is not linear"),
 )
-SVD = Requirement(
-    "svd", "an operator with an SVD", lambda op, pr: op.has_svd, _operator_lacks("has no SVD")
-)
+SVD = Requirement("svd", "an operator with an SVD", lambda op, pr: op.has_svd, _operator_lacks("has no SVD"))
 BLIND_OPERATOR = Requirement(
     "blind-operator",
     "a blind operator (unknown parameters such as a kernel)",
@@ -292,9 +288,7 @@ def check_compatible(sampler: Sampler, operator: Operator, prior: Prior | None) 
     name = sampler.name or type(sampler).__name__
     for req in sampler.requires:
         if not req(operator, prior):
-            raise IncompatibleError(
-                f"sampler '{name}' needs {req.needs}, but {req.given(operator, prior)}."
-            )
+            raise IncompatibleError(f"sampler '{name}' needs {req.needs}, but {req.given(operator, prior)}.")
 
 
 ProgressFn = Callable[[Step], None]

@@ -64,18 +64,14 @@ def run_demo(
     save_nifti(out / "ground_truth.nii.gz", truth, affine)
     rows = []
     for case in cases(quick):
-        m = simulate(
-            truth, case.operator, noise_std=case.noise_std, seed=seed, affine=affine, host=host
-        )
+        m = simulate(truth, case.operator, noise_std=case.noise_std, seed=seed, affine=affine, host=host)
         save_bundle(out / f"{case.name}.h5", m)
         for sampler in case.samplers:
             start = time.perf_counter()
             result = reconstruct({"sampler": sampler}, m, seed=seed, device=device, host=host)
             seconds = time.perf_counter() - start
             image = result.image.detach().cpu().numpy()
-            write_reconstruction(
-                out / f"{case.name}_{sampler['name']}.nii.gz", result, affine=affine
-            )
+            write_reconstruction(out / f"{case.name}_{sampler['name']}.nii.gz", result, affine=affine)
             rows.append(
                 {
                     "case": case.name,

@@ -65,17 +65,18 @@ def parameters_of(factory: Callable) -> tuple[Parameter, ...]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         hints = typing.get_type_hints(target)
-    except Exception:  # unresolved forward references: fall back to raw annotations
-        hints = getattr(target, "__annotations__", {})
+    except Exception as err:  # a schema that cannot be read must not silently accept anything
+        raise TypeError(
+            f"{getattr(factory, '__qualname__', factory)!r}: cannot resolve the type hints of its "
+            f"parameters ({type(err).__name__}: {err}); import the names they use at module level"
+        ) from None
     signature = inspect.signature(factory)
     out = []
     for p in signature.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "self":
             continue
         if p.kind is p.POSITIONAL_ONLY:
-            raise TypeError(
-                f"{factory!r}: positional-only parameter '{p.name}' cannot be set by name"
-            )
+            raise TypeError(f"{factory!r}: positional-only parameter '{p.name}' cannot be set by name")
         out.append(Parameter(p.name, hints.get(p.name, Any), p.default))
     return tuple(out)
 
@@ -93,13 +94,10 @@ def coerce_params(
     for key, value in given.items():
         if key not in params:
             raise RecipeError(
-                f"{owner} has no parameter '{key}'{suggest(key, params)}; "
-                f"valid parameters: {listing(params)}"
+                f"{owner} has no parameter '{key}'{suggest(key, params)}; valid parameters: {listing(params)}"
             )
         out[key] = params[key].coerce(value, owner)
-    missing = [
-        n for n, p in params.items() if p.required and n not in out and n not in allow_missing
-    ]
+    missing = [n for n, p in params.items() if p.required and n not in out and n not in allow_missing]
     if missing:
         raise RecipeError(f"{owner} needs parameter(s) {listing(missing)}, which were not given")
     return out

@@ -28,9 +28,7 @@ class ComponentSpec:
                 "such as 'mri-multicoil'"
             )
         if not callable(self.factory):
-            raise TypeError(
-                f"{self.kind} '{self.name}': factory must be callable, got {self.factory!r}"
-            )
+            raise TypeError(f"{self.kind} '{self.name}': factory must be callable, got {self.factory!r}")
         if not isinstance(self.summary, str) or not self.summary.strip():
             raise ValueError(f"{self.kind} '{self.name}': summary must be a non-empty string")
         parameters_of(self.factory)  # fails early on a factory whose signature cannot be a schema

@@ -45,9 +45,7 @@ class Measurement:
         if not np.isfinite(self.y).all():
             bad = int((~np.isfinite(self.y)).sum())
             where = f" in {self.source}" if self.source else ""
-            raise InputError(
-                f"measurement y{where} holds {bad} NaN or Inf value(s); it must be finite"
-            )
+            raise InputError(f"measurement y{where} holds {bad} NaN or Inf value(s); it must be finite")
         if self.affine is not None and np.shape(self.affine) != (4, 4):
             raise InputError(f"affine must be 4x4, got {np.shape(self.affine)}")
 
@@ -73,9 +71,7 @@ def save_bundle(path: str | Path, m: Measurement, *, inputs: tuple = ()) -> Path
         for key, arr in m.arrays.items():
             op.create_dataset(key, data=np.asarray(arr), compression="gzip", compression_opts=1)
         if m.ground_truth is not None:
-            f.create_dataset(
-                "ground_truth", data=m.ground_truth, compression="gzip", compression_opts=1
-            )
+            f.create_dataset("ground_truth", data=m.ground_truth, compression="gzip", compression_opts=1)
         if m.affine is not None:
             f.create_dataset("affine", data=np.asarray(m.affine, dtype=np.float64))
     return path
@@ -107,9 +103,7 @@ def load_bundle(path: str | Path) -> Measurement:
         try:
             params = json.loads(op.attrs.get("params", "{}"))
         except json.JSONDecodeError as err:
-            raise InputError(
-                f"bundle {path}: operator parameters are not valid JSON ({err})"
-            ) from None
+            raise InputError(f"bundle {path}: operator parameters are not valid JSON ({err})") from None
         noise = float(f.attrs.get("noise_std", np.nan))
         attrs = {}
         for key, value in f.attrs.items():
@@ -120,7 +114,7 @@ def load_bundle(path: str | Path) -> Measurement:
             y=f["y"][()],
             operator=ComponentRecipe(str(op.attrs["name"]), params),
             noise_std=None if np.isnan(noise) else noise,
-            arrays={k: op[k][()] for k in op.keys()},
+            arrays={k: op[k][()] for k in op},
             ground_truth=f["ground_truth"][()] if "ground_truth" in f else None,
             affine=f["affine"][()] if "affine" in f else None,
             source=path,
@@ -170,6 +164,4 @@ def _to_list(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, tuple):
         return list(value)
-    raise TypeError(
-        f"operator parameter of type {type(value).__name__} cannot be stored in a bundle"
-    )
+    raise TypeError(f"operator parameter of type {type(value).__name__} cannot be stored in a bundle")

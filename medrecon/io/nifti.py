@@ -57,14 +57,10 @@ def load_nifti(path: str | Path) -> Volume:
     if data.ndim == 2:
         data = data[..., None]
     if data.ndim != 3:
-        raise InputError(
-            f"{path} holds a {data.ndim}D image of shape {data.shape}; expected 2D or 3D"
-        )
+        raise InputError(f"{path} holds a {data.ndim}D image of shape {data.shape}; expected 2D or 3D")
     if not np.isfinite(data).all():
         raise InputError(f"{path} holds NaN or Inf voxels; a volume must be finite")
-    return Volume(
-        np.ascontiguousarray(data.transpose(2, 1, 0)), img.affine.copy(), img.header, path
-    )
+    return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), img.affine.copy(), img.header, path)
 
 
 def save_nifti(

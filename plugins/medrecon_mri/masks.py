@@ -7,9 +7,7 @@ import numpy as np
 from medrecon import InputError
 
 
-def equispaced_mask(
-    width: int, acceleration: float, center_fraction: float, offset: int = 0
-) -> np.ndarray:
+def equispaced_mask(width: int, acceleration: float, center_fraction: float, offset: int = 0) -> np.ndarray:
     """1D column mask of length `width`: a fully sampled centre plus equispaced lines.
 
     The spacing of the outer lines is chosen so that the total number of lines is width /

@@ -61,9 +61,7 @@ class CGSampler(Sampler):
 
         x = torch.zeros_like(b)
         done = 0
-        for done, x in enumerate(
-            cg_iterations(normal, b, iterations=self.iterations, tol=self.tol), start=1
-        ):
+        for done, x in enumerate(cg_iterations(normal, b, iterations=self.iterations, tol=self.tol), start=1):
             yield Step(done - 1, self.iterations, x)
         info = {"nfe": 0, "sampler": "cg", "cg_iterations": done}
         return Reconstruction(x, info=info)
