@@ -1,0 +1,184 @@
+"""The command line: plugins, simulate, reconstruct, demo; bad input exits 2 with a clear message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from medrecon.cli import main
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def volume(tmp_path, phantom):
+    path = tmp_path / "phantom.nii.gz"
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    affine[:3, 3] = [-12.0, 4.0, 30.0]
+    nib.save(nib.Nifti1Image(phantom.transpose(2, 1, 0), affine), str(path))
+    return path, affine
+
+
+@pytest.fixture
+def bundle(tmp_path, volume):
+    out = tmp_path / "m.h5"
+    run(
+        "simulate",
+        volume[0],
+        "-o",
+        out,
+        "--operator",
+        "mri-multicoil",
+        "-p",
+        "acceleration=4",
+        "--noise-std",
+        "0.001",
+    )
+    return out
+
+
+def test_plugins_lists_the_builtins_with_their_distribution():
+    out = run("plugins").output
+    assert "mri-multicoil" in out and "cg" in out and "medrecon (mri)" in out
+    data = json.loads(run("plugins", "--json").output)
+    rows = {(c["kind"], c["name"]): c for c in data["components"]}
+    assert rows[("operator", "mri-multicoil")]["distribution"] == "medrecon"
+    assert rows[("sampler", "cg")]["requires"] == ["linear-operator", "no-prior"]
+
+
+def test_describe_prints_parameters_with_types_and_defaults():
+    out = run("plugins", "--describe", "cg").output
+    assert "iterations" in out and "int" in out and "30" in out and "tikhonov" in out
+    [rec] = json.loads(run("plugins", "--describe", "mri-multicoil", "--json").output)
+    params = {p["name"]: p for p in rec["parameters"]}
+    assert params["acceleration"] == {
+        "name": "acceleration",
+        "type": "float",
+        "default": 4.0,
+        "required": False,
+    }
+    bad = run("plugins", "--describe", "cgg", ok=False)
+    assert bad.exit_code == 2 and "no component named 'cgg' (did you mean 'cg'?)" in bad.output
+
+
+def test_simulate_then_reconstruct_writes_nifti_with_affine_and_sidecar(tmp_path, volume, bundle, phantom):
+    path, affine = volume
+    out = tmp_path / "recon.nii.gz"
+    result = run(
+        "reconstruct", bundle, "-o", out, "--sampler", "cg", "-p", "sampler.iterations=15", "--seed", "4"
+    )
+    assert "wrote" in result.output
+    img = nib.load(str(out))
+    np.testing.assert_allclose(img.affine, affine)
+    recon = img.get_fdata(dtype=np.float32).transpose(2, 1, 0)
+    assert recon.shape == phantom.shape
+    assert np.linalg.norm(recon - phantom) / np.linalg.norm(phantom) < 0.25
+    side = json.loads((tmp_path / "recon.json").read_text())
+    assert side["recipe"]["sampler"] == {"name": "cg", "iterations": 15}
+    assert side["recipe"]["operator"]["name"] == "mri-multicoil"
+    assert side["seed"] == 4 and side["nfe"] == 0 and side["seconds"] > 0 and side["device"] == "cpu"
+    assert side["versions"]["sampler:cg"].startswith("medrecon ") and "torch" in side["versions"]
+
+
+def test_reconstruct_with_a_toml_recipe(tmp_path, bundle):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[sampler]\nname = "cg"\niterations = 5\n')
+    run("reconstruct", bundle, "-o", tmp_path / "r.nii.gz", "--recipe", recipe, "--quiet")
+    assert json.loads((tmp_path / "r.json").read_text())["cg_iterations"] <= 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sampler", "cgg"], "no sampler named 'cgg' (did you mean 'cg'?)"),
+        (
+            ["--sampler", "cg", "-p", "sampler.iteratons=3"],
+            "sampler 'cg' has no parameter 'iteratons' (did you mean 'iterations'?)",
+        ),
+        (["--sampler", "cg", "-p", "iterations=3"], "needs its section: operator.iterations=..."),
+        (
+            ["--sampler", "cg", "--device", "gpu"],
+            "device 'gpu' is not valid: expected auto, cpu, cuda or cuda:N",
+        ),
+        ([], "the recipe has no [sampler] section"),
+    ],
+)
+def test_bad_reconstruct_arguments_exit_2_with_a_message(tmp_path, bundle, args, message):
+    out = tmp_path / "x.nii.gz"
+    result = run("reconstruct", bundle, "-o", out, *args, ok=False)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_output_equal_to_input_is_refused_and_input_kept(bundle):
+    before = bundle.read_bytes()
+    result = run("reconstruct", bundle, "-o", bundle, "--sampler", "cg", ok=False)
+    assert result.exit_code == 2 and "inputs are never overwritten" in result.output
+    assert bundle.read_bytes() == before
+
+
+def test_simulate_rejects_a_file_that_is_not_nifti(tmp_path):
+    fake = tmp_path / "scan.nii.gz"
+    fake.write_bytes(b"\x1f\x8b not really gzip")
+    result = run("simulate", fake, "-o", tmp_path / "m.h5", "--operator", "mri-multicoil", ok=False)
+    assert result.exit_code == 2 and "could not be read as NIfTI" in result.output
+
+
+def test_simulate_with_an_unknown_operator_parameter(tmp_path, volume):
+    result = run(
+        "simulate",
+        volume[0],
+        "-o",
+        tmp_path / "m.h5",
+        "--operator",
+        "mri-multicoil",
+        "-p",
+        "accel=4",
+        ok=False,
+    )
+    assert result.exit_code == 2
+    assert (
+        "operator 'mri-multicoil' has no parameter 'accel'" in result.output
+        and "'acceleration'" in result.output
+    )
+
+
+def test_shape_mismatch_in_a_bundle_is_reported(tmp_path, bundle):
+    import h5py
+
+    with h5py.File(bundle, "r+") as f:
+        del f["operator/mask"]
+        f["operator"].create_dataset("mask", data=np.ones((32, 30), dtype=np.float32))
+    result = run("reconstruct", bundle, "-o", tmp_path / "x.nii.gz", "--sampler", "cg", ok=False)
+    assert result.exit_code == 2
+    assert "mask shape (32, 30) does not match the image: expected (32, 32)" in result.output
+
+
+def test_demo_quick_writes_reconstructions_and_metrics(tmp_path):
+    out = tmp_path / "demo"
+    run("demo", "--out", out, "--quick", "--device", "cpu")
+    rows = json.loads((out / "metrics.json").read_text())
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["cg"]["psnr_db"] > by_method["adjoint"]["psnr_db"]
+    assert (out / "metrics.md").read_text().startswith("| case |")
+    assert (out / "mri-8coil-4x_cg.nii.gz").is_file() and (out / "mri-8coil-4x_cg.json").is_file()
+
+
+def test_the_installed_console_script_runs():
+    proc = subprocess.run(
+        [sys.executable, "-m", "medrecon", "plugins", "--json"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert any(c["name"] == "mri-multicoil" for c in json.loads(proc.stdout)["components"])
