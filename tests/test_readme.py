@@ -1,0 +1,24 @@
+"""The README tells the truth: its commands and its plugin example are the ones CI and tests run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_readme_plugin_example_is_the_plugin_the_tests_install():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Writing a plugin", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    plugin = ROOT / "tests/plugin_dists/medrecon-example/medrecon_example/plugin.py"
+    assert code == plugin.read_text()
+
+
+def test_ci_runs_the_readme_commands():
+    lines = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    install, test, demo = lines[:3]
+    ci = (ROOT / ".ci/run").read_text().splitlines()
+    assert install in ci and "pip install torch==2.13.0" in install
+    assert test in ci and "pytest" in test
+    assert demo.startswith("medrecon demo") and any(line.startswith("medrecon demo") for line in ci)
