@@ -29,7 +29,8 @@ def ssim(reference, estimate) -> float:
     if ref.ndim == 2:
         ref, est = ref[None], est[None]
     data_range = float(ref.max() - ref.min()) or 1.0
-    win = max(3, min(7, *ref.shape[-2:]) // 2 * 2 - 1)  # odd window no larger than the image
+    win = min(11, *ref.shape[-2:])  # the usual 11-pixel window, odd and no larger than the image
+    win -= 1 - win % 2
     metric = SSIMMetric(spatial_dims=2, data_range=data_range, win_size=win)
     r = torch.as_tensor(ref)[:, None]
     e = torch.as_tensor(est)[:, None]

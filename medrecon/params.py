@@ -146,15 +146,14 @@ def _coerce(value: Any, annotation: Any) -> Any:
     if union:
         if value is None and type(None) in union:
             return None
-        errors = []
         for option in union:
             if option is type(None):
                 continue
             try:
                 return _coerce(value, option)
-            except (TypeError, ValueError) as err:
-                errors.append(str(err))
-        raise ValueError("")
+            except (TypeError, ValueError):
+                continue
+        raise ValueError("")  # the caller's message names the expected union
     if _is_array_type(annotation):
         if hasattr(value, "detach"):  # a torch tensor stays a tensor
             return value

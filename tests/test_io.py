@@ -71,6 +71,17 @@ def test_output_equal_to_input_is_refused_and_the_input_is_untouched(nifti_file)
     assert path.read_bytes() == before
 
 
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = save_nifti(tmp_path / "o.nii.gz", np.zeros((2, 2, 2)))
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
 def test_a_failed_write_leaves_no_half_file(tmp_path):
     final = tmp_path / "result.nii.gz"
     with pytest.raises(RuntimeError), atomic_path(final) as tmp:
