@@ -26,7 +26,7 @@ from medrecon.contracts import (
 from medrecon.device import resolve_device
 from medrecon.errors import InputError, RecipeError
 from medrecon.io.bundle import Measurement
-from medrecon.params import coerce_params, parameters_of
+from medrecon.params import CONTEXT_PARAMETERS, coerce_params, parameters_of
 from medrecon.plugin import PluginHost, default_host
 from medrecon.recipe import ComponentRecipe, Recipe
 
@@ -51,10 +51,10 @@ def build_operator(
     owner = f"operator '{recipe.name}'"
     names = {p.name for p in parameters_of(spec.factory)}
     given = {**dict(recipe.params), **dict(arrays or {})}
-    if "shape" in names and "shape" not in given and shape is not None:
-        given["shape"] = tuple(int(s) for s in shape)
-    if "measurement" in names and "measurement" not in given and measurement is not None:
-        given["measurement"] = measurement
+    context = {"shape": None if shape is None else tuple(int(s) for s in shape), "measurement": measurement}
+    for key in CONTEXT_PARAMETERS & names:
+        if key not in given and context[key] is not None:
+            given[key] = context[key]
     op = spec.factory(**coerce_params(spec.factory, given, owner))
     if not isinstance(op, Operator):
         raise TypeError(f"{owner}: factory returned {type(op).__name__}, not a medrecon.Operator")

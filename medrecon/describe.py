@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from medrecon.params import CONTEXT_PARAMETERS
 from medrecon.plugin import Component, FailedPlugin
 
 
@@ -38,7 +42,7 @@ def components_table(components: list[Component]) -> Table:
             c.name,
             f"{dist} ({c.provider.plugin})",
             c.provider.version or "-",
-            c.spec.summary,
+            escape(c.spec.summary),
         )
     return table
 
@@ -48,19 +52,27 @@ def failed_table(failed: list[FailedPlugin]) -> Table:
     for col in ("plugin", "distribution", "error"):
         table.add_column(col, overflow="fold")
     for f in failed:
-        table.add_row(f.plugin, f.distribution or "-", f.error)
+        table.add_row(f.plugin, f.distribution or "-", escape(f.error))
     return table
 
 
-def describe_table(comp: Component) -> Table:
+def describe_table(comp: Component) -> Group:
+    """A heading (kind, name, summary, provider, requirements) and the parameter table."""
     rec = component_record(comp, parameters=True)
-    title = f"{comp.kind} '{comp.name}': {comp.spec.summary}\nfrom {comp.provider}"
+    heading = Text.assemble((f"{comp.kind} '{comp.name}'", "bold"), f": {comp.spec.summary}\n")
+    heading.append(f"from {comp.provider}")
     if "requires" in rec:
-        title += f"\nrequires: {', '.join(rec['requires']) or 'nothing'}"
-    table = Table(title=title, title_justify="left")
-    for col in ("parameter", "type", "default"):
+        heading.append(f"\nrequires: {', '.join(rec['requires']) or 'nothing'}")
+    table = Table()
+    for col in ("parameter", "type", "default", "note"):
         table.add_column(col, overflow="fold")
+    arrays = {p.name for p in comp.spec.parameters if p.is_array}
     for p in rec["parameters"]:
         default = "(required)" if p["required"] else repr(p["default"])
-        table.add_row(p["name"], p["type"], default)
-    return table
+        note = ""
+        if p["name"] in CONTEXT_PARAMETERS:
+            note = "filled from the data"
+        elif p["name"] in arrays:
+            note = "array: from a bundle or Python"
+        table.add_row(p["name"], escape(p["type"]), escape(default), note)
+    return Group(heading, table)

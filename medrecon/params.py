@@ -16,8 +16,9 @@ from medrecon.errors import RecipeError, listing, suggest
 
 REQUIRED = inspect.Parameter.empty
 
-# Parameters the host fills from the data when a recipe does not give them.
-CONTEXT_PARAMETERS = frozenset({"shape"})
+# Parameters the host fills from the data when a recipe does not give them: the image shape, and
+# the measurement y (for self-calibrating operators, such as ESPIRiT coil maps from k-space).
+CONTEXT_PARAMETERS = frozenset({"shape", "measurement"})
 
 
 @dataclass(frozen=True)
