@@ -21,14 +21,17 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def host() -> medrecon.PluginHost:
     """A fresh host with the built-in plugins registered explicitly (no entry-point scan)."""
+    import medrecon_ct.plugin
     import medrecon_mri.plugin
     import medrecon_samplers.plugin
 
     h = medrecon.PluginHost()
-    h.register(medrecon_mri.plugin, name="mri", distribution="medrecon", version=medrecon.__version__)
-    h.register(
-        medrecon_samplers.plugin, name="samplers", distribution="medrecon", version=medrecon.__version__
-    )
+    for name, module in (
+        ("mri", medrecon_mri.plugin),
+        ("ct", medrecon_ct.plugin),
+        ("samplers", medrecon_samplers.plugin),
+    ):
+        h.register(module, name=name, distribution="medrecon", version=medrecon.__version__)
     return h
 
 
