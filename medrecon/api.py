@@ -99,7 +99,7 @@ def simulate(
         arrays={k: v.detach().cpu().numpy() for k, v in op.arrays().items()},
         ground_truth=x.numpy() if keep_ground_truth else None,
         affine=affine,
-        attrs={"simulation": {"seed": seed, "noise_std": float(noise_std)}},
+        attrs={"simulation": {"seed": seed, "noise_std": float(noise_std), "operator": op.describe()}},
     )
 
 
@@ -155,6 +155,7 @@ def reconstruct(
         result = sampler.run(problem, prior, seed=seed, progress=progress, cancel=cancel)
     result.info.update(
         recipe=recipe.to_dict(),
+        operator=operator.describe(),
         seed=seed,
         device=str(dev),
         noise_std=sigma,

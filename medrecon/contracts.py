@@ -59,6 +59,13 @@ class Operator(torch.nn.Module, abc.ABC):
             return t.device
         return torch.device("cpu")
 
+    def describe(self) -> dict[str, Any]:
+        """Facts about this instance a user should see (realised acceleration, detector count ...).
+
+        Stored with simulated measurements and in every reconstruction's sidecar.
+        """
+        return {}
+
     def arrays(self) -> dict[str, torch.Tensor]:
         """Arrays that, passed back to the factory with the same recipe, rebuild this operator.
 

@@ -1,6 +1,6 @@
 """Numerics every plugin shares: adjoint test, operator norm, conjugate gradient, centered FFTs."""
 
-from medrecon.numerics.fft import fft2c, ifft2c
+from medrecon.numerics.fft import fft2c, fftnc, ifft2c, ifftnc
 from medrecon.numerics.linalg import (
     AdjointTestResult,
     adjoint_test,
@@ -16,7 +16,9 @@ __all__ = [
     "cg_iterations",
     "conjugate_gradient",
     "fft2c",
+    "fftnc",
     "ifft2c",
+    "ifftnc",
     "inner",
     "operator_norm",
 ]

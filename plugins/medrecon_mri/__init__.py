@@ -1,6 +1,6 @@
 """Built-in multi-coil MRI operator plugin for medrecon."""
 
-from medrecon_mri.masks import equispaced_mask
+from medrecon_mri.masks import equispaced_mask, poisson_mask, random_mask, random_mask_2d
 from medrecon_mri.sense import MultiCoilMRI
 
-__all__ = ["MultiCoilMRI", "equispaced_mask"]
+__all__ = ["MultiCoilMRI", "equispaced_mask", "poisson_mask", "random_mask", "random_mask_2d"]

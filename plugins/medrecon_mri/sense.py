@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from medrecon import InputError, Operator
-from medrecon.numerics import fft2c, ifft2c
-from medrecon_mri.masks import equispaced_mask
+from medrecon.numerics import fftnc, ifftnc
+from medrecon_mri import masks
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +23,18 @@ ESPIRIT_MAX_KERNEL = 6
 class MultiCoilMRI(Operator):
     """Multi-coil MRI: image (D, H, W) or (H, W) -> k-space (D, C, H, W) or (C, H, W), complex64.
 
-    Coil maps S multiply the image, a centered orthonormal 2D FFT F maps each coil image to k-space
-    and a Cartesian mask M keeps the sampled lines (phase encoding along W, 1D mask shared by all
-    slices). Coil maps are given (`coil_maps`, (D, C, H, W) or (C, H, W)), estimated by ESPIRiT from
-    the measurement's fully sampled centre, or simulated as birdcage maps for studies.
-    """
+    Coil maps S multiply the image, a centered orthonormal FFT F maps each coil image to k-space
+    and a Cartesian mask M keeps the sampled positions.
 
-    slice_axis = 0
+    - `sampling="2d"`: slice by slice, 2D FFT over (H, W); the mask is (H, W), the same for every
+      slice, or (D, H, W) with `vary_per_slice`. Line masks undersample W (phase encoding) and keep
+      H (readout); `poisson` undersamples both, as in 2D studies.
+    - `sampling="3d"`: a 3D acquisition, 3D FFT over (D, H, W); H is the readout and the two
+      phase-encode directions (D, W) are undersampled by a `poisson` or `random` mask.
+
+    Coil maps are given (`coil_maps`, shaped like k-space), estimated by ESPIRiT from the
+    measurement's fully sampled centre, or simulated as birdcage maps for studies.
+    """
 
     def __init__(
         self,
@@ -36,6 +42,10 @@ class MultiCoilMRI(Operator):
         coils: int = 8,
         acceleration: float = 4.0,
         center_fraction: float = 0.08,
+        mask_type: masks.MaskType = "equispaced",
+        sampling: Literal["2d", "3d"] = "2d",
+        vary_per_slice: bool = False,
+        seed: int = 0,
         complex_image: bool = False,
         coil_maps: np.ndarray | None = None,
         mask: np.ndarray | None = None,
@@ -50,52 +60,72 @@ class MultiCoilMRI(Operator):
         shape = tuple(int(s) for s in shape)
         if len(shape) not in (2, 3) or min(shape) < 1:
             raise InputError(f"mri-multicoil image shape must be (H, W) or (D, H, W), got {shape}")
+        if sampling == "3d" and len(shape) != 3:
+            raise InputError(f"3d sampling needs a volume (D, H, W), got shape {shape}")
+        self.sampling = sampling
+        self.slice_axis = 0 if sampling == "2d" else None
+        self._fft_dims = (-2, -1) if sampling == "2d" else (-4, -2, -1)
         self.domain_shape = shape
         self.domain_dtype = torch.complex64 if complex_image else torch.float32
         self.range_dtype = torch.complex64
-        height, width = shape[-2:]
+        self.requested_acceleration = float(acceleration)
+        self.mask_type = mask_type if mask is None else "given"
 
         if mask is None:
-            cols = equispaced_mask(width, acceleration, center_fraction)
-            mask = np.broadcast_to(cols, (height, width))
+            mask = _make_mask(shape, mask_type, sampling, acceleration, center_fraction, vary_per_slice, seed)
         mask = np.asarray(mask, dtype=np.float32)
-        if mask.shape != (height, width):
-            raise InputError(f"mask shape {mask.shape} does not match the image: expected {(height, width)}")
+        valid = [shape[-2:]] + ([shape] if len(shape) == 3 else [])
+        if mask.shape not in valid:
+            expected = " or ".join(str(v) for v in valid)
+            raise InputError(f"mask shape {mask.shape} does not match the image: expected {expected}")
+        if sampling == "3d" and mask.ndim != 3:
+            raise InputError(f"3d sampling needs a (D, H, W) mask, got {mask.shape}")
         self.register_buffer("mask", torch.from_numpy(np.ascontiguousarray(mask)))
         self.realised_acceleration = float(mask.size / max(mask.sum(), 1))
 
         if coil_maps is None and measurement is not None:
-            coil_maps = self._espirit(measurement)
-        if coil_maps is None:
-            coil_maps = _birdcage(shape, coils)
+            coil_maps, self.coil_source = self._espirit(measurement), "espirit"
+        elif coil_maps is None:
+            coil_maps, self.coil_source = _birdcage(shape, coils), "birdcage"
+        else:
+            self.coil_source = "given"
         maps = torch.as_tensor(np.asarray(coil_maps)).to(torch.complex64)
-        expected = (*shape[:-2], maps.shape[-3], height, width) if len(shape) == 3 else None
-        if len(shape) == 3 and tuple(maps.shape) != expected:
+        if maps.ndim != len(shape) + 1 or tuple(maps.shape[:-3]) + tuple(maps.shape[-2:]) != shape:
+            expected = "(D, C, H, W)" if len(shape) == 3 else "(C, H, W)"
             raise InputError(
-                f"coil maps shape {tuple(maps.shape)} does not match the image {shape}: "
-                f"expected (D, C, H, W) = {expected}"
-            )
-        if len(shape) == 2 and (maps.ndim != 3 or tuple(maps.shape[-2:]) != shape):
-            raise InputError(
-                f"coil maps shape {tuple(maps.shape)} does not match the image {shape}: "
-                f"expected (C, H, W) = (C, {height}, {width})"
+                f"coil maps shape {tuple(maps.shape)} does not match the image {shape}: expected {expected}"
             )
         self.register_buffer("coil_maps", maps.contiguous())
         self.range_shape = tuple(maps.shape)
         if measurement is not None:
             self.check_range(measurement)
 
+    @property
+    def _mask(self) -> torch.Tensor:
+        """The mask broadcastable against k-space (..., C, H, W)."""
+        return self.mask if self.mask.ndim == 2 else self.mask.unsqueeze(-3)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         coil_images = x.to(torch.complex64).unsqueeze(-3) * self.coil_maps
-        return fft2c(coil_images) * self.mask
+        return fftnc(coil_images, self._fft_dims) * self._mask
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        x = (self.coil_maps.conj() * ifft2c(y * self.mask)).sum(dim=-3)
+        x = (self.coil_maps.conj() * ifftnc(y * self._mask, self._fft_dims)).sum(dim=-3)
         return x if self.domain_dtype.is_complex else x.real
 
     def simulate(self, x: torch.Tensor, noise_std: float, seed: int = 0) -> torch.Tensor:
         """Noisy k-space; unsampled positions stay exactly zero, as on a scanner."""
-        return super().simulate(x, noise_std, seed) * self.mask
+        return super().simulate(x, noise_std, seed) * self._mask
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "sampling": self.sampling,
+            "mask_type": self.mask_type,
+            "acceleration_requested": self.requested_acceleration,
+            "acceleration_realised": round(self.realised_acceleration, 4),
+            "coils": int(self.coil_maps.shape[-3]),
+            "coil_maps": self.coil_source,
+        }
 
     def arrays(self) -> dict[str, torch.Tensor]:
         return {"mask": self.mask, "coil_maps": self.coil_maps}
@@ -105,8 +135,12 @@ class MultiCoilMRI(Operator):
         from sigpy.mri.app import EspiritCalib
 
         ksp = measurement.detach().cpu().numpy()
-        center = self.mask[self.mask.shape[0] // 2].cpu().numpy() > 0
-        calib = _central_run(center)
+        full = self.mask.cpu().numpy()
+        if full.ndim == 2:
+            calib = _central_run(full[full.shape[0] // 2] > 0)
+        else:
+            d, h, w = (n // 2 for n in full.shape)
+            calib = min(_central_run(full[d, h] > 0), _central_run(full[:, h, w] > 0))
         if calib < ESPIRIT_MIN_CALIB:
             raise InputError(
                 f"ESPIRiT needs at least {ESPIRIT_MIN_CALIB} fully sampled centre lines, the mask has "
@@ -114,20 +148,59 @@ class MultiCoilMRI(Operator):
             )
         kernel = min(ESPIRIT_MAX_KERNEL, calib // 2)
         log.info("estimating ESPIRiT coil maps from %d calibration lines, kernel %d", calib, kernel)
-        slices = ksp[None] if ksp.ndim == 3 else ksp
-        maps = []
-        for d, k in enumerate(slices):
+
+        def calibrate(k: np.ndarray) -> np.ndarray:
             if not np.any(k):  # ESPIRiT of an empty slice is 0/0: no signal, no coil sensitivity
-                log.info("slice %d holds no signal: its coil maps are set to zero", d)
-                maps.append(np.zeros_like(k))
-                continue
-            maps.append(EspiritCalib(k, calib_width=calib, kernel_width=kernel, show_pbar=False).run())
-        maps = np.stack(maps)
-        return maps[0] if ksp.ndim == 3 else maps
+                return np.zeros_like(k)
+            return EspiritCalib(k, calib_width=calib, kernel_width=kernel, show_pbar=False).run()
+
+        if self.sampling == "3d":  # one 3D calibration: (D, C, H, W) -> (C, D, H, W) and back
+            return calibrate(ksp.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        if ksp.ndim == 3:
+            return calibrate(ksp)
+        return np.stack([calibrate(k) for k in ksp])
+
+
+def _make_mask(
+    shape: tuple[int, ...],
+    mask_type: str,
+    sampling: str,
+    acceleration: float,
+    center_fraction: float,
+    vary_per_slice: bool,
+    seed: int,
+) -> np.ndarray:
+    height, width = shape[-2:]
+    if sampling == "3d":
+        if vary_per_slice:
+            raise InputError("vary_per_slice applies to 2d sampling; a 3d acquisition has one mask")
+        depth = shape[0]
+        if mask_type == "poisson":
+            plane = masks.poisson_mask((depth, width), acceleration, center_fraction, seed)
+        elif mask_type == "random":
+            plane = masks.random_mask_2d((depth, width), acceleration, center_fraction, seed)
+        else:
+            raise InputError(f"3d sampling needs mask_type 'poisson' or 'random', got '{mask_type}'")
+        return np.broadcast_to(plane[:, None, :], shape)  # the readout H is fully sampled
+
+    def one(offset: int) -> np.ndarray:
+        if mask_type == "equispaced":
+            cols = masks.equispaced_mask(width, acceleration, center_fraction, offset=offset)
+        elif mask_type == "random":
+            cols = masks.random_mask(width, acceleration, center_fraction, seed=seed + offset)
+        elif mask_type == "poisson":
+            return masks.poisson_mask((height, width), acceleration, center_fraction, seed=seed + offset)
+        else:
+            raise InputError(f"unknown mask_type '{mask_type}': expected equispaced, random or poisson")
+        return np.broadcast_to(cols[None, :], (height, width))
+
+    if vary_per_slice and len(shape) == 3:
+        return np.stack([one(d) for d in range(shape[0])])
+    return one(0)
 
 
 def _central_run(sampled: np.ndarray) -> int:
-    """Width of the run of sampled columns around the centre (the ACS region)."""
+    """Width of the run of sampled positions around the centre (the calibration region)."""
     c = len(sampled) // 2
     if not sampled[c]:
         raise InputError("the mask does not sample the k-space centre: ESPIRiT needs calibration lines")
@@ -140,13 +213,11 @@ def _central_run(sampled: np.ndarray) -> int:
 
 
 def _birdcage(shape: tuple[int, ...], coils: int) -> np.ndarray:
-    """Simulated birdcage coil maps, normalised to a sum of squares of one, (D, C, H, W)/(C, H, W)."""
+    """Simulated birdcage coil maps, normalised to a sum of squares of one: (D, C, H, W) or (C, H, W)."""
     from sigpy.mri import birdcage_maps
 
     if coils < 1:
         raise InputError(f"coils must be >= 1, got {coils}")
-    maps = birdcage_maps((coils, *shape[-2:])).astype(np.complex64)
+    maps = birdcage_maps((coils, *shape)).astype(np.complex64)
     maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0, keepdims=True))
-    if len(shape) == 3:
-        maps = np.broadcast_to(maps[None], (shape[0], *maps.shape)).copy()
-    return maps
+    return maps.transpose(1, 0, 2, 3).copy() if len(shape) == 3 else maps
