@@ -1,6 +1,6 @@
 """Numerics every plugin shares: adjoint test, operator norm, conjugate gradient, centered FFTs."""
 
-from medrecon.numerics.fft import fft2c, fftnc, ifft2c, ifftnc
+from medrecon.numerics.fft import centering_modulation, fft2c, fftnc, ifft2c, ifftnc
 from medrecon.numerics.linalg import (
     AdjointTestResult,
     adjoint_test,
@@ -14,6 +14,7 @@ __all__ = [
     "AdjointTestResult",
     "adjoint_test",
     "cg_iterations",
+    "centering_modulation",
     "conjugate_gradient",
     "fft2c",
     "fftnc",

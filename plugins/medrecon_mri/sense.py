@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from medrecon import InputError, Operator
-from medrecon.numerics import fftnc, ifftnc
+from medrecon.numerics import centering_modulation, fftnc, ifftnc
 from medrecon_mri import masks
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,23 @@ class MultiCoilMRI(Operator):
             )
         self.register_buffer("coil_maps", maps.contiguous())
         self.range_shape = tuple(maps.shape)
+        self._fold_centering()
         if measurement is not None:
             self.check_range(measurement)
+
+    def _fold_centering(self) -> None:
+        """Fold the centered FFT's shifts into the maps and the mask (even sizes): a plain FFT
+        then computes it, without two full copies of the coil images per application."""
+        sizes = [self.range_shape[d] for d in self._fft_dims]
+        modulation = centering_modulation(sizes)
+        if modulation is None:
+            self._plain_fft = False
+            return
+        board, sign = modulation
+        on_maps = board if self.sampling == "2d" else board.unsqueeze(1)  # (D, 1, H, W) for 3D
+        self._plain_fft = True
+        self.register_buffer("_maps_fft", (self.coil_maps * on_maps).contiguous(), persistent=False)
+        self.register_buffer("_mask_fft", (self._mask * on_maps * sign).contiguous(), persistent=False)
 
     @property
     def _mask(self) -> torch.Tensor:
@@ -106,11 +121,17 @@ class MultiCoilMRI(Operator):
         return self.mask if self.mask.ndim == 2 else self.mask.unsqueeze(-3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        coil_images = x.to(torch.complex64).unsqueeze(-3) * self.coil_maps
-        return fftnc(coil_images, self._fft_dims) * self._mask
+        if not self._plain_fft:
+            return fftnc(x.unsqueeze(-3) * self.coil_maps, self._fft_dims) * self._mask
+        k = torch.fft.fftn(x.unsqueeze(-3) * self._maps_fft, dim=self._fft_dims, norm="ortho")
+        return k.mul_(self._mask_fft)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        x = (self.coil_maps.conj() * ifftnc(y * self._mask, self._fft_dims)).sum(dim=-3)
+        if not self._plain_fft:
+            x = (self.coil_maps.conj() * ifftnc(y * self._mask, self._fft_dims)).sum(dim=-3)
+        else:
+            images = torch.fft.ifftn(y * self._mask_fft, dim=self._fft_dims, norm="ortho")
+            x = images.mul_(self._maps_fft.conj()).sum(dim=-3)
         return x if self.domain_dtype.is_complex else x.real
 
     def simulate(self, x: torch.Tensor, noise_std: float, seed: int = 0) -> torch.Tensor:
