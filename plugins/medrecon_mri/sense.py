@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 ESPIRIT_MIN_CALIB = 8
 ESPIRIT_MAX_KERNEL = 6
 
+#: On the CPU, coil images are processed in parts of about this size so that the FFT, the mask and
+#: the coil combination run in cache (measured at 8 coils x 16 x 256^2: adjoint 89 -> 28 ms).
+CPU_PART_BYTES = 16 * 2**20
+
 
 class MultiCoilMRI(Operator):
     """Multi-coil MRI: image (D, H, W) or (H, W) -> k-space (D, C, H, W) or (C, H, W), complex64.
@@ -123,16 +127,46 @@ class MultiCoilMRI(Operator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._plain_fft:
             return fftnc(x.unsqueeze(-3) * self.coil_maps, self._fft_dims) * self._mask
-        k = torch.fft.fftn(x.unsqueeze(-3) * self._maps_fft, dim=self._fft_dims, norm="ortho")
-        return k.mul_(self._mask_fft)
+        items = x.reshape(-1, *self.domain_shape)
+        out = torch.empty(items.shape[0], *self.range_shape, dtype=torch.complex64, device=x.device)
+        for item, k in zip(items, out, strict=True):
+            for at_x, at_k, at_mask in self._parts(x.device):
+                coil_images = item[at_x].unsqueeze(-3) * self._maps_fft[at_k]
+                spectrum = torch.fft.fftn(coil_images, dim=self._fft_dims, norm="ortho")
+                k[at_k] = spectrum.mul_(self._mask_fft[at_mask])
+        return out.reshape(*x.shape[: x.ndim - len(self.domain_shape)], *self.range_shape)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         if not self._plain_fft:
             x = (self.coil_maps.conj() * ifftnc(y * self._mask, self._fft_dims)).sum(dim=-3)
-        else:
-            images = torch.fft.ifftn(y * self._mask_fft, dim=self._fft_dims, norm="ortho")
-            x = images.mul_(self._maps_fft.conj()).sum(dim=-3)
-        return x if self.domain_dtype.is_complex else x.real
+            return x if self.domain_dtype.is_complex else x.real
+        items = y.reshape(-1, *self.range_shape)
+        out = torch.zeros(items.shape[0], *self.domain_shape, dtype=torch.complex64, device=y.device)
+        for k, image in zip(items, out, strict=True):
+            for at_x, at_k, at_mask in self._parts(y.device):
+                coil_images = torch.fft.ifftn(
+                    k[at_k] * self._mask_fft[at_mask], dim=self._fft_dims, norm="ortho"
+                )
+                image[at_x] += coil_images.mul_(self._maps_fft[at_k].conj()).sum(dim=-3)
+        out = out.reshape(*y.shape[: y.ndim - len(self.range_shape)], *self.domain_shape)
+        return out if self.domain_dtype.is_complex else out.real
+
+    def _parts(self, device: torch.device) -> list[tuple]:
+        """Index triples (image, k-space, mask) splitting one application into cache-sized parts:
+        groups of slices for 2D sampling, groups of coils for 3D sampling (its FFT spans D)."""
+        whole = (Ellipsis,)
+        if len(self.domain_shape) == 2 or device.type != "cpu":
+            return [(whole, whole, whole)]
+        depth, coils, height, width = self.range_shape
+        if self.sampling == "2d":
+            step = max(1, CPU_PART_BYTES // (coils * height * width * 8))
+            per_slice_mask = self.mask.ndim == 3
+            return [
+                ((s,), (s,), (s,) if per_slice_mask else whole)
+                for s in (slice(i, i + step) for i in range(0, depth, step))
+            ]
+        step = max(1, CPU_PART_BYTES // (depth * height * width * 8))
+        return [(whole, (slice(None), c), whole) for c in (slice(i, i + step) for i in range(0, coils, step))]
 
     def simulate(self, x: torch.Tensor, noise_std: float, seed: int = 0) -> torch.Tensor:
         """Noisy k-space; unsampled positions stay exactly zero, as on a scanner."""

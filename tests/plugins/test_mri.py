@@ -170,3 +170,30 @@ def test_3d_espirit_maps_from_the_measurement(host):
     assert result.info["operator"]["coil_maps"] == "espirit"
     zero_filled = medrecon.reconstruct({"sampler": {"name": "adjoint"}}, m, host=host, device="cpu")
     assert psnr(truth, np.abs(result.image.numpy())) > psnr(truth, zero_filled.image.numpy()) + 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"shape": (6, 32, 32)},
+        {"shape": (6, 32, 32), "mask_type": "random", "vary_per_slice": True},
+        {"shape": (8, 32, 32), "mask_type": "poisson", "sampling": "3d", "center_fraction": 0.3},
+        {"shape": (32, 32)},
+    ],
+)
+def test_a_batch_gives_what_each_item_gives(kwargs, monkeypatch):
+    import medrecon_mri.sense as sense
+
+    monkeypatch.setattr(sense, "CPU_PART_BYTES", 1)  # force the smallest parts: one slice / coil
+    op = MultiCoilMRI(coils=3, **kwargs)
+    x = torch.rand(2, *op.domain_shape)
+    y = op(x)
+    assert y.shape == (2, *op.range_shape)
+    back = op.adjoint(y)
+    for i in range(2):
+        torch.testing.assert_close(y[i], op(x[i]))
+        torch.testing.assert_close(back[i], op.adjoint(y[i]))
+    assert adjoint_test(op).relative_error < 1e-5
+    monkeypatch.setattr(sense, "CPU_PART_BYTES", 2**40)  # one part: the same numbers
+    torch.testing.assert_close(op(x), y)
+    torch.testing.assert_close(op.adjoint(y), back)
