@@ -132,8 +132,12 @@ class MultiCoilMRI(Operator):
         for item, k in zip(items, out, strict=True):
             for at_x, at_k, at_mask in self._parts(x.device):
                 coil_images = item[at_x].unsqueeze(-3) * self._maps_fft[at_k]
-                spectrum = torch.fft.fftn(coil_images, dim=self._fft_dims, norm="ortho")
-                k[at_k] = spectrum.mul_(self._mask_fft[at_mask])
+                target = k[at_k]
+                if target.is_contiguous():  # groups of slices: the FFT writes in place
+                    torch.fft.fftn(coil_images, dim=self._fft_dims, norm="ortho", out=target)
+                else:
+                    target.copy_(torch.fft.fftn(coil_images, dim=self._fft_dims, norm="ortho"))
+                target.mul_(self._mask_fft[at_mask])
         return out.reshape(*x.shape[: x.ndim - len(self.domain_shape)], *self.range_shape)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
