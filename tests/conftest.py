@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import medrecon
+from tests.helpers import builtin_host
 
 
 def pytest_collection_modifyitems(config, items):
@@ -21,20 +22,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def host() -> medrecon.PluginHost:
     """A fresh host with the built-in plugins registered explicitly (no entry-point scan)."""
-    import medrecon_ct.plugin
-    import medrecon_deconv.plugin
-    import medrecon_mri.plugin
-    import medrecon_samplers.plugin
-
-    h = medrecon.PluginHost()
-    for name, module in (
-        ("mri", medrecon_mri.plugin),
-        ("ct", medrecon_ct.plugin),
-        ("deconv", medrecon_deconv.plugin),
-        ("samplers", medrecon_samplers.plugin),
-    ):
-        h.register(module, name=name, distribution="medrecon", version=medrecon.__version__)
-    return h
+    return builtin_host()
 
 
 @pytest.fixture

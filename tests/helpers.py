@@ -6,6 +6,19 @@ import torch
 
 import medrecon
 
+BUILTIN_PLUGINS = ("mri", "ct", "deconv", "priors", "samplers")
+
+
+def builtin_host() -> medrecon.PluginHost:
+    """A fresh host with the built-in plugins registered explicitly (no entry-point scan)."""
+    import importlib
+
+    host = medrecon.PluginHost()
+    for name in BUILTIN_PLUGINS:
+        module = importlib.import_module(f"medrecon_{name}.plugin")
+        host.register(module, name=name, distribution="medrecon", version=medrecon.__version__)
+    return host
+
 
 class Scale(medrecon.Operator):
     """y = c * x: linear, self-adjoint, with a trivial SVD."""

@@ -24,7 +24,10 @@ def test_a_toml_recipe_is_read_and_its_values_coerced(tmp_path, host):
 @pytest.mark.parametrize(
     ("data", "messages"),
     [
-        ({"sampler": {"name": "cgg"}}, ["no sampler named 'cgg'", "did you mean 'cg'", "'adjoint', 'cg'"]),
+        (
+            {"sampler": {"name": "cgg"}},
+            ["no sampler named 'cgg'", "did you mean 'cg'", "'adjoint', 'admm-tv', 'cg', 'fbp'"],
+        ),
         (
             {"sampler": {"name": "cg", "iteration": 5}},
             ["sampler 'cg' has no parameter 'iteration'", "did you mean 'iterations'", "'tikhonov'"],

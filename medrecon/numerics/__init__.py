@@ -9,6 +9,7 @@ from medrecon.numerics.linalg import (
     inner,
     operator_norm,
 )
+from medrecon.numerics.tv import gradient, gradient_adjoint, tv_prox, tv_value
 
 __all__ = [
     "AdjointTestResult",
@@ -18,8 +19,12 @@ __all__ = [
     "conjugate_gradient",
     "fft2c",
     "fftnc",
+    "gradient",
+    "gradient_adjoint",
     "ifft2c",
     "ifftnc",
     "inner",
     "operator_norm",
+    "tv_prox",
+    "tv_value",
 ]

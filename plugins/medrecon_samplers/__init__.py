@@ -1,5 +1,5 @@
 """Built-in samplers (solvers) for medrecon."""
 
-from medrecon_samplers.classical import AdjointSampler, CGSampler
+from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
 
-__all__ = ["AdjointSampler", "CGSampler"]
+__all__ = ["ADMMSampler", "AdjointSampler", "CGSampler", "FBPSampler"]

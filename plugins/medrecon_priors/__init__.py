@@ -1,0 +1,5 @@
+"""Built-in priors for medrecon."""
+
+from medrecon_priors.tv import TotalVariation
+
+__all__ = ["TotalVariation"]

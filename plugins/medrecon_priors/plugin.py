@@ -1,0 +1,13 @@
+"""Registers the built-in priors with medrecon (entry point `priors`)."""
+
+import medrecon
+from medrecon_priors.tv import TotalVariation
+
+
+@medrecon.hookimpl
+def medrecon_priors():
+    yield medrecon.PriorSpec(
+        name="tv",
+        factory=TotalVariation,
+        summary="Total variation (anisotropic or isotropic; all axes, within slices, or along z only)",
+    )
