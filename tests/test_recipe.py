@@ -26,7 +26,11 @@ def test_a_toml_recipe_is_read_and_its_values_coerced(tmp_path, host):
     [
         (
             {"sampler": {"name": "cgg"}},
-            ["no sampler named 'cgg'", "did you mean 'cg'", "'adjoint', 'admm-tv', 'cg', 'fbp'"],
+            [
+                "no sampler named 'cgg'",
+                "did you mean 'cg'",
+                "'adjoint', 'admm-tv', 'cg', 'dds', 'dps', 'fbp', 'mmps', 'pigdm'",
+            ],
         ),
         (
             {"sampler": {"name": "cg", "iteration": 5}},

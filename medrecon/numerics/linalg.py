@@ -79,27 +79,38 @@ def cg_iterations(
     *,
     iterations: int = 20,
     tol: float = 0.0,
+    batch_dims: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Conjugate gradient for M x = b (M Hermitian positive semi-definite, given as `apply`).
 
     Yields the iterate after each iteration; stops after `iterations` or once
-    ||r|| <= tol * ||b||. Inner products run over all elements, so a batch is one CG.
+    ||r|| <= tol * ||b||. With `batch_dims = k` the first k axes index independent systems (one
+    step size per system, as for K posterior samples at once); with 0 the whole tensor is one system.
     """
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - apply(x) if x0 is not None else b.clone()
     p = r.clone()
-    rs = inner(r, r).real
-    stop = (tol * inner(b, b).real.sqrt()) ** 2
+
+    def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if batch_dims == 0:
+            return inner(u, v).real
+        flat = (*u.shape[:batch_dims], -1)
+        prod = (u.conj() * v).reshape(flat).to(torch.complex128 if u.is_complex() else torch.float64)
+        return prod.sum(-1).real.reshape(*u.shape[:batch_dims], *([1] * (u.ndim - batch_dims)))
+
+    rs = dot(r, r)
+    stop = tol**2 * dot(b, b)
     for _ in range(iterations):
-        if rs <= stop or rs == 0:
+        if bool((rs <= stop).all()) or bool((rs == 0).all()):
             return
         mp = apply(p)
-        alpha = rs / inner(p, mp).real.clamp_min(1e-30)
-        # 0-dim float64 scalars do not promote x, r, p: they stay float32 / complex64.
-        x = x + alpha * p
-        r = r - alpha * mp
-        rs_new = inner(r, r).real
-        p = r + (rs_new / rs) * p
+        alpha = rs / dot(p, mp).clamp_min(1e-30)
+        # float64 step sizes do not promote x, r, p: cast them to the real dtype of the data.
+        real = x.real.dtype if x.is_complex() else x.dtype
+        x = x + alpha.to(real) * p
+        r = r - alpha.to(real) * mp
+        rs_new = dot(r, r)
+        p = r + (rs_new / rs.clamp_min(1e-30)).to(real) * p
         rs = rs_new
         yield x
 
@@ -111,9 +122,10 @@ def conjugate_gradient(
     *,
     iterations: int = 20,
     tol: float = 0.0,
+    batch_dims: int = 0,
 ) -> torch.Tensor:
     """Solve M x = b by conjugate gradient (see `cg_iterations`); returns the last iterate."""
     x = torch.zeros_like(b) if x0 is None else x0
-    for x in cg_iterations(apply, b, x0, iterations=iterations, tol=tol):  # noqa: B007
+    for x in cg_iterations(apply, b, x0, iterations=iterations, tol=tol, batch_dims=batch_dims):  # noqa: B007
         pass
     return x

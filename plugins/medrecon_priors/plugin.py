@@ -1,6 +1,7 @@
 """Registers the built-in priors with medrecon (entry point `priors`)."""
 
 import medrecon
+from medrecon_priors.gaussian import Gaussian
 from medrecon_priors.tv import TotalVariation
 
 
@@ -10,4 +11,9 @@ def medrecon_priors():
         name="tv",
         factory=TotalVariation,
         summary="Total variation (anisotropic or isotropic; all axes, within slices, or along z only)",
+    )
+    yield medrecon.PriorSpec(
+        name="gaussian",
+        factory=Gaussian,
+        summary="Exact Gaussian prior (stationary ADSN / Gaussian correlation, or diagonal): the oracle",
     )

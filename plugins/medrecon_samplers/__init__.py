@@ -1,5 +1,6 @@
 """Built-in samplers (solvers) for medrecon."""
 
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
+from medrecon_samplers.diffusion import DDS, DPS, MMPS, PiGDM
 
-__all__ = ["ADMMSampler", "AdjointSampler", "CGSampler", "FBPSampler"]
+__all__ = ["DDS", "DPS", "MMPS", "ADMMSampler", "AdjointSampler", "CGSampler", "FBPSampler", "PiGDM"]

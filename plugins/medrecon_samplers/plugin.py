@@ -2,27 +2,29 @@
 
 import medrecon
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
+from medrecon_samplers.diffusion import DDS, DPS, MMPS, PiGDM
+
+SAMPLERS = (
+    (
+        "adjoint",
+        AdjointSampler,
+        "x = A^H y: zero-filled MRI, unfiltered back-projection; the simplest baseline",
+    ),
+    ("cg", CGSampler, "Conjugate gradient on (A^H A + lambda I) x = A^H y: CG-SENSE, Tikhonov"),
+    (
+        "admm-tv",
+        ADMMSampler,
+        "ADMM with a proximal prior (TV, TV along z): data consistency by CG, then the prox",
+    ),
+    ("fbp", FBPSampler, "Filtered back-projection for CT (ramp filter with a choice of window)"),
+    ("dps", DPS, "Diffusion posterior sampling (Chung et al. 2023): gradient of ||y - A x0_hat||"),
+    ("pigdm", PiGDM, "Pseudoinverse-guided diffusion (Song et al. 2023) for noisy measurements"),
+    ("mmps", MMPS, "Moment-matching posterior sampling (Rozet et al. 2024): Tweedie covariance, VJPs, CG"),
+    ("dds", DDS, "Decomposed diffusion sampling (Chung et al. 2024): Tweedie, CG data consistency, DDIM"),
+)
 
 
 @medrecon.hookimpl
 def medrecon_samplers():
-    yield medrecon.SamplerSpec(
-        name="adjoint",
-        factory=AdjointSampler,
-        summary="x = A^H y: zero-filled MRI, unfiltered back-projection; the simplest baseline",
-    )
-    yield medrecon.SamplerSpec(
-        name="cg",
-        factory=CGSampler,
-        summary="Conjugate gradient on (A^H A + lambda I) x = A^H y: CG-SENSE, Tikhonov",
-    )
-    yield medrecon.SamplerSpec(
-        name="admm-tv",
-        factory=ADMMSampler,
-        summary="ADMM with a proximal prior (TV, TV along z): data consistency by CG, then the prox",
-    )
-    yield medrecon.SamplerSpec(
-        name="fbp",
-        factory=FBPSampler,
-        summary="Filtered back-projection for CT (ramp filter with a choice of window)",
-    )
+    for name, factory, summary in SAMPLERS:
+        yield medrecon.SamplerSpec(name=name, factory=factory, summary=summary)
