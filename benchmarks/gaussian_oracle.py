@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 import torch
+
+import medrecon
 from medrecon_deconv import Convolution
 from medrecon_priors import Gaussian
 from medrecon_samplers import DDS, DPS, MMPS, PiGDM
-
-import medrecon
 
 
 def brick_texture(size: int) -> np.ndarray:

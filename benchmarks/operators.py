@@ -58,6 +58,7 @@ def row(name, size, fwd, adj, err, setup, peer, peer_ms) -> dict:
 
 def bench_mri(device, repeats, quick) -> list[dict]:
     import sigpy.mri.linop as sl
+
     from medrecon_mri import MultiCoilMRI
 
     d, n, c = (4, 128, 8) if quick else (16, 256, 8)
@@ -143,8 +144,9 @@ def _astra(xs: np.ndarray, angles: np.ndarray, detectors: int, repeats: int) -> 
 
 
 def bench_deconv(device, repeats, quick) -> list[dict]:
-    from medrecon_deconv import Convolution
     from scipy.signal import fftconvolve
+
+    from medrecon_deconv import Convolution
 
     n, k = (32, 9) if quick else (64, 9)
     start = time.perf_counter()

@@ -1,6 +1,16 @@
 """Built-in priors for medrecon."""
 
 from medrecon_priors.gaussian import Gaussian, GaussianPosterior, adsn_spectrum
+from medrecon_priors.network import Diffusion, NetworkPrior, load_prior, save_prior
 from medrecon_priors.tv import TotalVariation
 
-__all__ = ["Gaussian", "GaussianPosterior", "TotalVariation", "adsn_spectrum"]
+__all__ = [
+    "Diffusion",
+    "Gaussian",
+    "GaussianPosterior",
+    "NetworkPrior",
+    "TotalVariation",
+    "adsn_spectrum",
+    "load_prior",
+    "save_prior",
+]

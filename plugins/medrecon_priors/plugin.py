@@ -2,6 +2,7 @@
 
 import medrecon
 from medrecon_priors.gaussian import Gaussian
+from medrecon_priors.network import Diffusion
 from medrecon_priors.tv import TotalVariation
 
 
@@ -16,4 +17,9 @@ def medrecon_priors():
         name="gaussian",
         factory=Gaussian,
         summary="Exact Gaussian prior (stationary ADSN / Gaussian correlation, or diagonal): the oracle",
+    )
+    yield medrecon.PriorSpec(
+        name="diffusion",
+        factory=Diffusion,
+        summary="2D diffusion network (MONAI DiffusionModelUNet) from a prior card; volumes by slice",
     )

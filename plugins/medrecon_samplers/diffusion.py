@@ -24,6 +24,7 @@ from medrecon import (
     Sampler,
     Step,
 )
+from medrecon.intensity import estimate_intensity_map
 from medrecon.numerics import conjugate_gradient
 
 
@@ -70,6 +71,10 @@ class DiffusionSampler(Sampler):
         if op.domain_dtype.is_complex:
             raise InputError("diffusion priors model real images: use an operator with complex_image = false")
         times = timesteps(prior, self.steps)
+        data_range = getattr(prior, "data_range", None)
+        intensity = estimate_intensity_map(problem, data_range) if data_range is not None else None
+        if intensity is not None:  # the prior sees its training range; the result is mapped back
+            problem = intensity.to_model(problem)
         abar = prior.alphas_cumprod.to(problem.y.device)
         gen = torch.Generator().manual_seed(int(seed))
         device = problem.y.device
@@ -91,6 +96,9 @@ class DiffusionSampler(Sampler):
         }
         if self.extra:
             info["vector_jacobian_products"] = self.extra * self.samples
+        if intensity is not None:
+            x0 = intensity.to_physical(x0)
+            info["intensity"] = intensity.describe()
         if self.samples == 1:
             return Reconstruction(x0[0], info=info)
         return Reconstruction(x0.mean(dim=0), std=x0.std(dim=0), samples=x0, info=info)

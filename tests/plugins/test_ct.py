@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from medrecon_ct import ParallelBeamCT, parallel_angles
 
 import medrecon
 from medrecon.numerics import adjoint_test, operator_norm
+from medrecon_ct import ParallelBeamCT, parallel_angles
 
 
 @pytest.fixture(scope="module")

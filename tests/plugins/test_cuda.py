@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from medrecon.numerics import adjoint_test
 from medrecon_ct import ParallelBeamCT
 from medrecon_deconv import Convolution
 from medrecon_mri import MultiCoilMRI
-
-from medrecon.numerics import adjoint_test
 
 pytestmark = pytest.mark.gpu
 

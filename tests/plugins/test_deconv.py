@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from medrecon_deconv import Convolution, gaussian_kernel, motion_kernel, project_kernel
 
 import medrecon
 from medrecon.numerics import adjoint_test, inner, operator_norm
+from medrecon_deconv import Convolution, gaussian_kernel, motion_kernel, project_kernel
 
 CASES = [((40, 36), 2), ((6, 40, 36), 2), ((12, 20, 16), 3)]
 

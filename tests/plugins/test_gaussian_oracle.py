@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+import medrecon
 from medrecon_deconv import Convolution
 from medrecon_priors import Gaussian
 from medrecon_samplers import DDS, DPS, MMPS, PiGDM
-
-import medrecon
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from medrecon_mri import MultiCoilMRI, equispaced_mask
 
 import medrecon
 from medrecon.numerics import adjoint_test, operator_norm
+from medrecon_mri import MultiCoilMRI, equispaced_mask
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (6, 32, 24), (3, 31, 27)])  # odd: explicit shifts

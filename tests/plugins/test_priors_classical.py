@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from medrecon_priors import TotalVariation
 
 import medrecon
 from medrecon.metrics import psnr
+from medrecon_priors import TotalVariation
 from tests.helpers import builtin_host
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from medrecon_samplers import AdjointSampler, CGSampler
 
 import medrecon
 from medrecon.metrics import psnr
+from medrecon_samplers import AdjointSampler, CGSampler
 from tests.helpers import Ridge
 
 

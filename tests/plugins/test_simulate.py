@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+import medrecon
 from medrecon_ct import ParallelBeamCT
 from medrecon_deconv import Convolution
 from medrecon_mri import MultiCoilMRI
-
-import medrecon
 
 OPERATORS = {
     "mri-multicoil": lambda: MultiCoilMRI((4, 32, 32), coils=4, acceleration=2),

@@ -1,0 +1,201 @@
+"""Diffusion priors from networks: any eps(x_t, t) module, or a MONAI DiffusionModelUNet from a prior card.
+
+A prior card is a JSON file beside the weights (safetensors) that says what the network is and how
+it was trained: architecture, noise schedule, prediction type, image size, intensity normalisation
+and training data. Weights load by path (the card, or its folder) or by the name of weights shipped
+inside this package.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from medrecon import DiffusionPrior, InputError
+
+Prediction = Literal["epsilon", "v_prediction", "sample"]
+SHIPPED = Path(__file__).parent / "weights"
+
+
+class NetworkPrior(DiffusionPrior, torch.nn.Module):
+    """A 2D network eps(x_t, t) applied to images (H, W) or volumes slice by slice.
+
+    Every axis before the last two is a slice axis: a volume (D, H, W), or K samples of it, is cut
+    into 2D slices along `slice_axis` of the volume (0: D, 1: H, 2: W) and fed to the network
+    `slice_batch` slices at a time, so a volume never has to fit the network at once.
+    `prediction` converts v- or x0-predicting networks to eps. `data_range` is the intensity range
+    the network was trained on (the samplers map the problem into it), None for physical units.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        alphas_cumprod: torch.Tensor,
+        prediction: Prediction = "epsilon",
+        slice_axis: int = 0,
+        slice_batch: int = 8,
+        data_range: tuple[float, float] | None = (-1.0, 1.0),
+        card: dict[str, Any] | None = None,
+    ):
+        torch.nn.Module.__init__(self)
+        if prediction not in ("epsilon", "v_prediction", "sample"):
+            raise InputError(f"prediction must be epsilon, v_prediction or sample, got {prediction!r}")
+        if slice_axis not in (0, 1, 2) or slice_batch < 1:
+            raise InputError(
+                f"slice_axis must be 0, 1 or 2 and slice_batch >= 1, got {slice_axis}, {slice_batch}"
+            )
+        self.network = network.eval()
+        self.register_buffer("_abar", torch.as_tensor(alphas_cumprod, dtype=torch.float32))
+        self.prediction = prediction
+        self.slice_axis = slice_axis
+        self.slice_batch = slice_batch
+        self.data_range = None if data_range is None else (float(data_range[0]), float(data_range[1]))
+        self.card = card or {}
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self._abar
+
+    def predict_eps(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        out = self._per_slice(x_t, int(t))
+        if self.prediction == "epsilon":
+            return out
+        a = self._abar[int(t)]
+        if self.prediction == "v_prediction":  # v = sqrt(a) eps - sqrt(1 - a) x0
+            return a.sqrt() * out + (1 - a).sqrt() * x_t
+        return (x_t - a.sqrt() * out) / (1 - a).sqrt()  # the network predicts x0
+
+    def _per_slice(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        moved = x.ndim >= 3 and self.slice_axis != 0
+        if moved:  # bring the slice axis of the volume (the last three axes) to the front of it
+            x = x.movedim(x.ndim - 3 + self.slice_axis, x.ndim - 3)
+        lead, (h, w) = x.shape[:-2], x.shape[-2:]
+        slices = x.reshape(-1, 1, h, w)
+        outputs = []
+        for start in range(0, slices.shape[0], self.slice_batch):
+            chunk = slices[start : start + self.slice_batch]
+            steps = torch.full((chunk.shape[0],), t, device=chunk.device, dtype=torch.long)
+            outputs.append(self.network(chunk, steps))
+        out = torch.cat(outputs).reshape(*lead, h, w)
+        return out.movedim(out.ndim - 3, out.ndim - 3 + self.slice_axis) if moved else out
+
+
+def load_card(weights: str | Path) -> tuple[dict[str, Any], Path]:
+    """Find a prior card: a path to the .json, a folder holding one, or a shipped name."""
+    path = Path(weights)
+    if path.suffix == ".json" and path.is_file():
+        card_path = path
+    elif path.is_dir():
+        cards = sorted(path.glob("*.json"))
+        if len(cards) != 1:
+            raise InputError(f"folder {path} must hold exactly one prior card (.json), found {len(cards)}")
+        card_path = cards[0]
+    elif (SHIPPED / f"{weights}.json").is_file():
+        card_path = SHIPPED / f"{weights}.json"
+    else:
+        shipped = sorted(p.stem for p in SHIPPED.glob("*.json")) if SHIPPED.is_dir() else []
+        names = ", ".join(repr(s) for s in shipped) or "none"
+        raise InputError(
+            f"no prior weights at {weights!r}: give the path of a prior card (.json beside its "
+            f".safetensors) or the name of shipped weights ({names})"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"prior card {card_path} is not valid JSON: {err}") from None
+    for key in ("architecture", "schedule", "weights"):
+        if key not in card:
+            raise InputError(f"prior card {card_path} has no '{key}' entry")
+    return card, card_path
+
+
+def build_unet(architecture: dict[str, Any]) -> torch.nn.Module:
+    """A MONAI DiffusionModelUNet from the card's architecture entry."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    arch = dict(architecture)
+    name = arch.pop("class", "DiffusionModelUNet")
+    if name != "DiffusionModelUNet":
+        raise InputError(f"unsupported network class {name!r} in prior card: expected DiffusionModelUNet")
+    try:
+        return DiffusionModelUNet(**arch)
+    except TypeError as err:
+        raise InputError(f"prior card architecture does not fit DiffusionModelUNet: {err}") from None
+
+
+def schedule_table(schedule: dict[str, Any]) -> torch.Tensor:
+    """alpha-bar from the card's schedule entry, by MONAI's DDPM scheduler."""
+    from monai.networks.schedulers import DDPMScheduler
+
+    args = dict(schedule)
+    args.pop("scheduler", None)
+    return DDPMScheduler(**args).alphas_cumprod.float()
+
+
+def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -> NetworkPrior:
+    """Load a prior card and its safetensors weights into a NetworkPrior."""
+    from safetensors.torch import load_file
+
+    card, card_path = load_card(weights)
+    network = build_unet(card["architecture"])
+    weight_file = card_path.parent / card["weights"]
+    if not weight_file.is_file():
+        raise InputError(f"prior card {card_path} names weights {card['weights']!r}, which are missing")
+    state = load_file(str(weight_file))
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        example = (wrong or missing or unexpected)[0]
+        raise InputError(
+            f"weights {weight_file.name} do not fit the card's architecture: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected and {len(wrong)} differently shaped tensors, e.g. {example}"
+        )
+    network.load_state_dict(state)
+    intensity = card.get("intensity", {})
+    return NetworkPrior(
+        network,
+        schedule_table(card["schedule"]),
+        prediction=card.get("prediction", "epsilon"),
+        slice_axis=slice_axis,
+        slice_batch=slice_batch,
+        data_range=tuple(intensity.get("data_range", (-1.0, 1.0))),
+        card=card,
+    )
+
+
+def save_prior(path: str | Path, network: torch.nn.Module, card: dict[str, Any]) -> Path:
+    """Write `network`'s weights (safetensors) and its card (JSON) as path.safetensors / path.json."""
+    from safetensors.torch import save_file
+
+    from medrecon.io import atomic_path, write_json
+
+    path = Path(path)
+    weights = path.with_suffix(".safetensors")
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp))
+    card = {**card, "weights": weights.name}
+    write_json(path.with_suffix(".json"), card)
+    return path.with_suffix(".json")
+
+
+class Diffusion(NetworkPrior):
+    """The `diffusion` prior: weights by shipped name or by path to a prior card."""
+
+    def __init__(self, weights: str = "brain-axial", slice_axis: int = 0, slice_batch: int = 8):
+        loaded = load_prior(weights, slice_axis, slice_batch)
+        super().__init__(
+            loaded.network,
+            loaded.alphas_cumprod,
+            prediction=loaded.prediction,
+            slice_axis=slice_axis,
+            slice_batch=slice_batch,
+            data_range=loaded.data_range,
+            card=loaded.card,
+        )
