@@ -1,5 +1,6 @@
 """Numerics every plugin shares: adjoint test, operator norm, conjugate gradient, centered FFTs."""
 
+from medrecon.numerics.admm import TVSplitState, admm_tv_step
 from medrecon.numerics.fft import centering_modulation, fft2c, fftnc, ifft2c, ifftnc
 from medrecon.numerics.linalg import (
     AdjointTestResult,
@@ -12,6 +13,8 @@ from medrecon.numerics.linalg import (
 from medrecon.numerics.tv import gradient, gradient_adjoint, tv_prox, tv_value
 
 __all__ = [
+    "TVSplitState",
+    "admm_tv_step",
     "AdjointTestResult",
     "adjoint_test",
     "cg_iterations",

@@ -25,7 +25,7 @@ from medrecon import (
     Step,
 )
 from medrecon.intensity import estimate_intensity_map
-from medrecon.numerics import conjugate_gradient
+from medrecon.numerics import TVSplitState, admm_tv_step, conjugate_gradient, operator_norm
 
 
 def timesteps(prior: DiffusionPrior, steps: int) -> list[int]:
@@ -76,10 +76,11 @@ class DiffusionSampler(Sampler):
         if intensity is not None:  # the prior sees its training range; the result is mapped back
             problem = intensity.to_model(problem)
         abar = prior.alphas_cumprod.to(problem.y.device)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = self._generator = torch.Generator().manual_seed(int(seed))
         device = problem.y.device
         shape = (self.samples, *op.domain_shape)  # the K chains run as one batch
         self.extra = 0
+        self.start(problem)
         x = torch.randn(shape, generator=gen).to(device)
         x0 = x
         for i, t in enumerate(times):
@@ -102,6 +103,13 @@ class DiffusionSampler(Sampler):
         if self.samples == 1:
             return Reconstruction(x0[0], info=info)
         return Reconstruction(x0.mean(dim=0), std=x0.std(dim=0), samples=x0, info=info)
+
+    def start(self, problem: Problem) -> None:
+        """Reset per-run state (warm-started ADMM variables) before the first step."""
+
+    def fresh_noise(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like `like`, from the run's seeded generator."""
+        return torch.randn(like.shape, generator=self._generator).to(like.device)
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -212,24 +220,105 @@ class DDS(DiffusionSampler):
     `cg_iterations` of CG on (A^H A + gamma I) x = A^H y + gamma x0_hat started at x0_hat (a few
     Krylov steps keep the update on the clean-data manifold; gamma = 0 is the paper's choice), then
     the DDIM update with eta from the refined x0 and the network's eps. No network gradient.
+    For volumes, `tv_z > 0` makes the data-consistency step one warm-started ADMM iteration with TV
+    along z (weight tv_z, penalty rho, both in units of ||A||^2), the paper's 3D variant.
     Defaults: 50 steps (50 network evaluations), eta = 0.85, 5 CG iterations."""
 
     def __init__(
-        self, steps: int = 50, samples: int = 1, eta: float = 0.85, cg_iterations: int = 5, gamma: float = 0.0
+        self,
+        steps: int = 50,
+        samples: int = 1,
+        eta: float = 0.85,
+        cg_iterations: int = 5,
+        gamma: float = 0.0,
+        tv_z: float = 0.0,
+        rho: float = 0.01,
     ):
         super().__init__(steps, samples, eta)
-        if cg_iterations < 0 or gamma < 0:
-            raise InputError("cg_iterations and gamma must be >= 0")
-        self.cg_iterations, self.gamma = cg_iterations, gamma
+        if cg_iterations < 0 or gamma < 0 or tv_z < 0 or rho <= 0:
+            raise InputError("cg_iterations, gamma and tv_z must be >= 0 and rho > 0")
+        self.cg_iterations, self.gamma, self.tv_z, self.rho = cg_iterations, gamma, tv_z, rho
+
+    def start(self, problem: Problem) -> None:
+        if self.tv_z and len(problem.operator.domain_shape) != 3:
+            raise InputError("dds with tv_z needs a volume (D, H, W): TV along z couples slices")
+        self.state = TVSplitState()
+        self.norm2 = operator_norm(problem.operator, iterations=20) ** 2 if self.tv_z else 1.0
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op = problem.operator
         x0 = prior.predict_x0(x_t, t)
         eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        aty = op.adjoint(problem.y)
+        if self.tv_z:
+            refined = admm_tv_step(
+                op.gram,
+                aty,
+                x0,
+                self.state,
+                weight=self.tv_z * self.norm2,
+                rho=self.rho * self.norm2,
+                cg_iterations=self.cg_iterations,
+                gamma=self.gamma,
+                anchor=x0,
+                batch_dims=1,
+            )
+        else:
+            refined = conjugate_gradient(
+                lambda v: op.gram(v) + self.gamma * v,
+                aty + self.gamma * x0,
+                x0,
+                iterations=self.cg_iterations,
+                batch_dims=1,
+            )
+        return ddim_step(refined, eps, a_t, a_prev, self.eta, noise), refined
 
-        def normal(v: torch.Tensor) -> torch.Tensor:
-            return op.gram(v) + self.gamma * v
 
-        rhs = op.adjoint(problem.y) + self.gamma * x0
-        x0 = conjugate_gradient(normal, rhs, x0, iterations=self.cg_iterations, batch_dims=1)
-        return ddim_step(x0, eps, a_t, a_prev, self.eta, noise), x0
+class DiffusionMBIR(DiffusionSampler):
+    """DiffusionMBIR (Chung, Kim, Kim, Ye, CVPR 2023): a 2D slice-wise diffusion step, then one
+    warm-started ADMM iteration of data consistency with TV along z (CG x-update), which ties the
+    independently denoised slices into a coherent volume. As in the score-based CT solver it builds
+    on (Song et al., ICLR 2022), consistency is imposed on the iterate itself against a measurement
+    noised to the same level, y_{t-1} = sqrt(a_{t-1}) y + sqrt(1 - a_{t-1}) A z, so every quantity
+    keeps the unit scale of the variance-preserving process (the paper uses a variance-exploding one).
+    `tv_z` (lambda) and `rho` (the ADMM penalty) are in units of ||A||^2, estimated once by power
+    iteration, so that one setting carries over between operators. Defaults: 1000 ancestral steps,
+    5 CG iterations, tv_z = 0.002 and rho = 0.01: on 8-view CT of a 32^2 x 8 phantom (Gaussian
+    prior, 100 steps) they gave 16.6 dB against 12.8 without TV; retune for a trained prior."""
+
+    def __init__(
+        self,
+        steps: int = 1000,
+        samples: int = 1,
+        tv_z: float = 0.002,
+        rho: float = 0.01,
+        cg_iterations: int = 5,
+    ):
+        super().__init__(steps, samples, eta=1.0)
+        if tv_z < 0 or rho <= 0 or cg_iterations < 1:
+            raise InputError("tv_z must be >= 0, rho > 0 and cg_iterations >= 1")
+        self.tv_z, self.rho, self.cg_iterations = tv_z, rho, cg_iterations
+
+    def start(self, problem: Problem) -> None:
+        if len(problem.operator.domain_shape) != 3:
+            raise InputError("diffusion-mbir needs a volume (D, H, W): its TV along z couples slices")
+        self.state = TVSplitState()
+        self.norm2 = operator_norm(problem.operator, iterations=20) ** 2
+
+    def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
+        op = problem.operator
+        x0 = prior.predict_x0(x_t, t)
+        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
+        y_prev = a_prev.sqrt() * problem.y + (1 - a_prev).sqrt() * op(self.fresh_noise(x_prev))
+        x_prev = admm_tv_step(
+            op.gram,
+            op.adjoint(y_prev),
+            x_prev,
+            self.state,
+            weight=self.tv_z * self.norm2,
+            rho=self.rho * self.norm2,
+            cg_iterations=self.cg_iterations,
+            batch_dims=1,
+        )
+        return x_prev, x0

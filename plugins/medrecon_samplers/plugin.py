@@ -2,7 +2,7 @@
 
 import medrecon
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
-from medrecon_samplers.diffusion import DDS, DPS, MMPS, PiGDM
+from medrecon_samplers.diffusion import DDS, DPS, MMPS, DiffusionMBIR, PiGDM
 
 SAMPLERS = (
     (
@@ -20,6 +20,11 @@ SAMPLERS = (
     ("dps", DPS, "Diffusion posterior sampling (Chung et al. 2023): gradient of ||y - A x0_hat||"),
     ("pigdm", PiGDM, "Pseudoinverse-guided diffusion (Song et al. 2023) for noisy measurements"),
     ("mmps", MMPS, "Moment-matching posterior sampling (Rozet et al. 2024): Tweedie covariance, VJPs, CG"),
+    (
+        "diffusion-mbir",
+        DiffusionMBIR,
+        "DiffusionMBIR (Chung et al. 2023): slice-wise diffusion + ADMM-TV along z",
+    ),
     ("dds", DDS, "Decomposed diffusion sampling (Chung et al. 2024): Tweedie, CG data consistency, DDIM"),
 )
 
