@@ -29,7 +29,7 @@ def test_a_toml_recipe_is_read_and_its_values_coerced(tmp_path, host):
             [
                 "no sampler named 'cgg'",
                 "did you mean 'cg'",
-                "'adjoint', 'admm-tv', 'cg', 'dds', 'diffusion-mbir', 'dps', 'fbp', 'mmps', 'pigdm'",
+                "'adjoint', 'admm-tv', 'ccdf', 'cg', 'dds', 'diffusion-mbir', 'dps', 'fbp', 'mmps', 'pigdm'",
             ],
         ),
         (

@@ -1,9 +1,10 @@
 """Built-in samplers (solvers) for medrecon."""
 
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
-from medrecon_samplers.diffusion import DDS, DPS, MMPS, DiffusionMBIR, PiGDM
+from medrecon_samplers.diffusion import CCDF, DDS, DPS, MMPS, DiffusionMBIR, PiGDM
 
 __all__ = [
+    "CCDF",
     "DDS",
     "DPS",
     "MMPS",

@@ -2,7 +2,7 @@
 
 import medrecon
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
-from medrecon_samplers.diffusion import DDS, DPS, MMPS, DiffusionMBIR, PiGDM
+from medrecon_samplers.diffusion import CCDF, DDS, DPS, MMPS, DiffusionMBIR, PiGDM
 
 SAMPLERS = (
     (
@@ -24,6 +24,11 @@ SAMPLERS = (
         "diffusion-mbir",
         DiffusionMBIR,
         "DiffusionMBIR (Chung et al. 2023): slice-wise diffusion + ADMM-TV along z",
+    ),
+    (
+        "ccdf",
+        CCDF,
+        "Come-closer-diffuse-faster (Chung et al. 2022): diffuse a classical estimate, short reverse",
     ),
     ("dds", DDS, "Decomposed diffusion sampling (Chung et al. 2024): Tweedie, CG data consistency, DDIM"),
 )
