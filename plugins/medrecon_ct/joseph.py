@@ -26,35 +26,25 @@ def joseph_matrix(size: int, angles: np.ndarray, detectors: int) -> torch.Tensor
     rows_out, cols_out, vals_out = [], [], []
     cos, sin = np.cos(angles), np.sin(angles)
     steep = np.abs(cos) >= np.abs(sin)  # the ray runs closer to vertical: step through rows
+    index = np.arange(size)
+    grid = index.astype(np.float64)
     for a in range(len(angles)):
         ray = (a * detectors + np.arange(detectors))[:, None]
-        grid = np.arange(size, dtype=np.float64)
-        if steep[a]:
-            y = centre - grid  # one sample per image row r
-            x = (s[:, None] - y[None, :] * sin[a]) / cos[a]
-            pos = x + centre  # fractional column index
-            weight = 1.0 / abs(cos[a])
-            lo = np.floor(pos).astype(np.int64)
-            frac = pos - lo
-            r = np.broadcast_to(grid.astype(np.int64)[None, :], lo.shape)
-            for col, w in ((lo, 1 - frac), (lo + 1, frac)):
-                ok = (col >= 0) & (col < size) & (w > 0)
-                rows_out.append(np.broadcast_to(ray, lo.shape)[ok])
-                cols_out.append(r[ok] * size + col[ok])
-                vals_out.append(w[ok] * weight)
-        else:
-            x = grid - centre  # one sample per image column c
-            y = (s[:, None] - x[None, :] * cos[a]) / sin[a]
-            pos = centre - y  # fractional row index
-            weight = 1.0 / abs(sin[a])
-            lo = np.floor(pos).astype(np.int64)
-            frac = pos - lo
-            c = np.broadcast_to(grid.astype(np.int64)[None, :], lo.shape)
-            for row, w in ((lo, 1 - frac), (lo + 1, frac)):
-                ok = (row >= 0) & (row < size) & (w > 0)
-                rows_out.append(np.broadcast_to(ray, lo.shape)[ok])
-                cols_out.append(row[ok] * size + c[ok])
-                vals_out.append(w[ok] * weight)
+        if steep[a]:  # one sample per image row r at y = centre - r; x runs along the ray
+            across, along, step = centre - grid, sin[a], cos[a]
+        else:  # one sample per image column c at x = c - centre; y runs along the ray
+            across, along, step = grid - centre, cos[a], sin[a]
+        moving = (s[:, None] - across[None, :] * along) / step  # x (steep) or y on the ray
+        pos = centre + moving if steep[a] else centre - moving  # fractional column or row index
+        lo = np.floor(pos).astype(np.int64)
+        frac = pos - lo
+        fixed = np.broadcast_to(index[None, :], lo.shape)
+        for other, w in ((lo, 1 - frac), (lo + 1, frac)):
+            ok = (other >= 0) & (other < size) & (w > 0)
+            flat = fixed * size + other if steep[a] else other * size + fixed
+            rows_out.append(np.broadcast_to(ray, lo.shape)[ok])
+            cols_out.append(flat[ok])
+            vals_out.append(w[ok] / abs(step))  # path length through one row or column
     rows = np.concatenate(rows_out)
     cols = np.concatenate(cols_out)
     vals = np.concatenate(vals_out).astype(np.float32)
