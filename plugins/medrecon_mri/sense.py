@@ -127,6 +127,9 @@ class MultiCoilMRI(Operator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._plain_fft:
             return fftnc(x.unsqueeze(-3) * self.coil_maps, self._fft_dims) * self._mask
+        if _recording(x):  # autograd (DPS-type guidance): out-of-place, whole volume
+            k = torch.fft.fftn(x.unsqueeze(-3) * self._maps_fft, dim=self._fft_dims, norm="ortho")
+            return k * self._mask_fft
         items = x.reshape(-1, *self.domain_shape)
         out = torch.empty(items.shape[0], *self.range_shape, dtype=torch.complex64, device=x.device)
         for item, k in zip(items, out, strict=True):
@@ -141,8 +144,12 @@ class MultiCoilMRI(Operator):
         return out.reshape(*x.shape[: x.ndim - len(self.domain_shape)], *self.range_shape)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        if not self._plain_fft:
-            x = (self.coil_maps.conj() * ifftnc(y * self._mask, self._fft_dims)).sum(dim=-3)
+        if not self._plain_fft or _recording(y):
+            maps, mask = (
+                (self.coil_maps, self._mask) if not self._plain_fft else (self._maps_fft, self._mask_fft)
+            )
+            inverse = ifftnc if not self._plain_fft else _ifftn
+            x = (maps.conj() * inverse(y * mask, self._fft_dims)).sum(dim=-3)
             return x if self.domain_dtype.is_complex else x.real
         items = y.reshape(-1, *self.range_shape)
         out = torch.zeros(items.shape[0], *self.domain_shape, dtype=torch.complex64, device=y.device)
@@ -218,6 +225,15 @@ class MultiCoilMRI(Operator):
         if ksp.ndim == 3:
             return calibrate(ksp)
         return np.stack([calibrate(k) for k in ksp])
+
+
+def _recording(t: torch.Tensor) -> bool:
+    """Whether autograd records operations on t (in-place parts would break its graph)."""
+    return torch.is_grad_enabled() and t.requires_grad
+
+
+def _ifftn(k: torch.Tensor, dims) -> torch.Tensor:
+    return torch.fft.ifftn(k, dim=dims, norm="ortho")
 
 
 def _make_mask(

@@ -389,3 +389,47 @@ class CCDF(DDS):
             start = conjugate_gradient(op.gram, op.adjoint(y), iterations=20)
         noise = torch.randn(shape, generator=self._generator).to(y.device)
         return a_start.sqrt() * start + (1 - a_start).sqrt() * noise
+
+
+class MCG(DiffusionSampler):
+    """Manifold-constrained gradient (Chung, Sim, Ryu, Ye, NeurIPS 2022): an ancestral step from
+    x0_hat, the gradient step x -= alpha * grad_{x_t} ||y - A x0_hat(x_t)||^2 / ||y - A x0_hat||, then
+    projection onto the measurement set {x : A x = y_{t-1}} for the measurement noised to the
+    iterate's level, y_{t-1} = sqrt(a_{t-1}) y + sqrt(1 - a_{t-1}) A z. The projection adds the
+    minimum-norm correction A^+ (y_{t-1} - A x), by `cg_iterations` of CG on A^H A started at zero
+    (which stays in the range of A^H). The paper's projection assumes noiseless data; with noisy
+    measurements `project = false` keeps only the gradient. Defaults: 1000 steps, alpha = 1.0."""
+
+    def __init__(
+        self,
+        steps: int = 1000,
+        samples: int = 1,
+        alpha: float = 1.0,
+        project: bool = True,
+        cg_iterations: int = 10,
+    ):
+        super().__init__(steps, samples, eta=1.0)
+        if alpha < 0 or cg_iterations < 1:
+            raise InputError("alpha must be >= 0 and cg_iterations >= 1")
+        self.alpha, self.project, self.cg_iterations = alpha, project, cg_iterations
+
+    def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
+        op, y = problem.operator, problem.y
+        tw = _Tweedie(prior, x_t, t, self)
+        x0 = tw.x0.detach()
+        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
+        with torch.enable_grad():  # per chain: ||r||^2 / ||r|| has the gradient of the paper's step
+            residual = (y - op(tw.x0)).reshape(self.samples, -1)
+            sq = residual.abs().pow(2).sum(dim=1)
+            loss = (sq / sq.detach().sqrt().clamp_min(1e-12)).sum()
+            grad = torch.autograd.grad(loss, tw.x_t)[0]
+        self.extra += 1
+        x_prev = x_prev - self.alpha * grad
+        if self.project:
+            y_prev = a_prev.sqrt() * y + (1 - a_prev).sqrt() * op(self.fresh_noise(x_prev))
+            correction = conjugate_gradient(
+                op.gram, op.adjoint(y_prev - op(x_prev)), iterations=self.cg_iterations, batch_dims=1
+            )
+            x_prev = x_prev + correction
+        return x_prev.detach(), x0

@@ -2,7 +2,7 @@
 
 import medrecon
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
-from medrecon_samplers.diffusion import CCDF, DDS, DPS, MMPS, DiffusionMBIR, PiGDM
+from medrecon_samplers.diffusion import CCDF, DDS, DPS, MCG, MMPS, DiffusionMBIR, PiGDM
 
 SAMPLERS = (
     (
@@ -25,6 +25,7 @@ SAMPLERS = (
         DiffusionMBIR,
         "DiffusionMBIR (Chung et al. 2023): slice-wise diffusion + ADMM-TV along z",
     ),
+    ("mcg", MCG, "Manifold-constrained gradient (Chung et al. 2022): gradient step, then projection"),
     (
         "ccdf",
         CCDF,
