@@ -58,6 +58,8 @@ class DiffusionSampler(Sampler):
     requires = (LINEAR_OPERATOR, DIFFUSION_PRIOR)
     #: network evaluations per step
     nfe_per_step = 1
+    #: slices per chunk for network gradients on volumes (0: the whole batch at once)
+    grad_chunk = 0
 
     def __init__(self, steps: int, samples: int, eta: float):
         if samples < 1:
@@ -127,18 +129,50 @@ class DiffusionSampler(Sampler):
 
 
 class _Tweedie:
-    """x0_hat(x_t) with its graph kept, for vector-Jacobian products J^T u (J = d x0_hat / d x_t)."""
+    """x0_hat(x_t) and vector-Jacobian products J^T u (J = d x0_hat / d x_t), whole or in chunks.
+
+    With `chunk = 0` one graph of the whole batch is kept. With `chunk = n` and volumes (K, D, H, W),
+    x0_hat is computed without a graph and each J^T u re-runs the prior on n slices at a time along
+    its slice axis, keeping one chunk's graph in memory: a 2D prior acts on each slice alone, so the
+    Jacobian is block diagonal over slices and the chunks give exactly the whole product.
+    """
 
     def __init__(self, prior: DiffusionPrior, x_t: torch.Tensor, t: int, owner: DiffusionSampler):
-        self.owner = owner
-        with torch.enable_grad():
-            self.x_t = x_t.detach().requires_grad_(True)
-            self.x0 = prior.predict_x0(self.x_t, t)
+        self.owner, self.prior, self.t = owner, prior, t
+        self.chunk = owner.grad_chunk if x_t.ndim >= 4 else 0
+        self.x_t = x_t.detach()
+        if self.chunk:
+            self.axis = x_t.ndim - 3 + getattr(prior, "slice_axis", 0)
+            with torch.no_grad():
+                self.x0 = prior.predict_x0(self.x_t, t)
+        else:
+            with torch.enable_grad():
+                self._leaf = x_t.detach().requires_grad_(True)
+                self._graph = prior.predict_x0(self._leaf, t)
+            self.x0 = self._graph.detach()
 
     def vjp(self, u: torch.Tensor) -> torch.Tensor:
         self.owner.extra += 1
+        if not self.chunk:
+            with torch.enable_grad():
+                return torch.autograd.grad(self._graph, self._leaf, u, retain_graph=True)[0]
+        out = torch.empty_like(self.x_t)
+        total = self.x_t.shape[self.axis]
+        for start in range(0, total, self.chunk):
+            size = min(self.chunk, total - start)
+            with torch.enable_grad():
+                piece = self.x_t.narrow(self.axis, start, size).detach().requires_grad_(True)
+                x0 = self.prior.predict_x0(piece, self.t)
+                grad = torch.autograd.grad(x0, piece, u.narrow(self.axis, start, size))[0]
+            out.narrow(self.axis, start, size).copy_(grad)
+        return out
+
+    def grad_of(self, loss) -> torch.Tensor:
+        """grad_{x_t} loss(x0_hat(x_t)): the gradient in x0_hat (no network), then one J^T product."""
         with torch.enable_grad():
-            return torch.autograd.grad(self.x0, self.x_t, u, retain_graph=True)[0]
+            x0 = self.x0.detach().requires_grad_(True)
+            (g0,) = torch.autograd.grad(loss(x0), x0)
+        return self.vjp(g0)
 
 
 class _LikelihoodGuided(DiffusionSampler):
@@ -179,8 +213,16 @@ class PiGDM(_LikelihoodGuided):
     The system is solved by CG for every operator (no operator exposes an SVD yet). Defaults: 100
     steps and eta = 1.0, the paper's noisy-restoration setting."""
 
-    def __init__(self, steps: int = 100, samples: int = 1, eta: float = 1.0, cg_iterations: int = 10):
+    def __init__(
+        self,
+        steps: int = 100,
+        samples: int = 1,
+        eta: float = 1.0,
+        cg_iterations: int = 10,
+        grad_chunk: int = 0,
+    ):
         super().__init__(steps, samples, eta, cg_iterations)
+        self.grad_chunk = grad_chunk
 
     def covariance(self, tweedie, a_t, u):
         return (1 - a_t) * u
@@ -193,8 +235,16 @@ class MMPS(_LikelihoodGuided):
     denoiser E[x0 | x_t, y] (the "CGDM" case), so with enough steps the samples follow the exact
     posterior. Defaults: 100 steps, ancestral updates (eta = 1), 5 CG iterations as in the paper."""
 
-    def __init__(self, steps: int = 100, samples: int = 1, eta: float = 1.0, cg_iterations: int = 5):
+    def __init__(
+        self,
+        steps: int = 100,
+        samples: int = 1,
+        eta: float = 1.0,
+        cg_iterations: int = 5,
+        grad_chunk: int = 0,
+    ):
         super().__init__(steps, samples, eta, cg_iterations)
+        self.grad_chunk = grad_chunk
 
     def covariance(self, tweedie, a_t, u):
         return (1 - a_t) / a_t.sqrt() * tweedie.vjp(u)
@@ -206,8 +256,9 @@ class DPS(DiffusionSampler):
     Defaults: 1000 steps and zeta = 0.5, inside the paper's range of 0.1 to 1 (at 1.0 the
     covariance blew up on a well-posed Gaussian test problem); tune it per problem."""
 
-    def __init__(self, steps: int = 1000, samples: int = 1, zeta: float = 0.5):
+    def __init__(self, steps: int = 1000, samples: int = 1, zeta: float = 0.5, grad_chunk: int = 0):
         super().__init__(steps, samples, eta=1.0)
+        self.grad_chunk = grad_chunk
         if zeta < 0:
             raise InputError(f"zeta must be >= 0, got {zeta}")
         self.zeta = zeta
@@ -218,11 +269,10 @@ class DPS(DiffusionSampler):
         x0 = tw.x0.detach()
         eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
-        with torch.enable_grad():  # one norm per chain; their sum has each chain's gradient
-            residual = (y - op(tw.x0)).reshape(self.samples, -1)
-            distance = torch.linalg.vector_norm(residual, dim=1).sum()
-            grad = torch.autograd.grad(distance, tw.x_t)[0]
-        self.extra += 1
+        # one norm per chain; their sum has each chain's gradient
+        grad = tw.grad_of(
+            lambda z: torch.linalg.vector_norm((y - op(z)).reshape(self.samples, -1), dim=1).sum()
+        )
         return (x_prev - self.zeta * grad).detach(), x0
 
 
@@ -407,11 +457,13 @@ class MCG(DiffusionSampler):
         alpha: float = 1.0,
         project: bool = True,
         cg_iterations: int = 10,
+        grad_chunk: int = 0,
     ):
         super().__init__(steps, samples, eta=1.0)
         if alpha < 0 or cg_iterations < 1:
             raise InputError("alpha must be >= 0 and cg_iterations >= 1")
         self.alpha, self.project, self.cg_iterations = alpha, project, cg_iterations
+        self.grad_chunk = grad_chunk
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op, y = problem.operator, problem.y
@@ -419,13 +471,12 @@ class MCG(DiffusionSampler):
         x0 = tw.x0.detach()
         eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
-        with torch.enable_grad():  # per chain: ||r||^2 / ||r|| has the gradient of the paper's step
-            residual = (y - op(tw.x0)).reshape(self.samples, -1)
-            sq = residual.abs().pow(2).sum(dim=1)
-            loss = (sq / sq.detach().sqrt().clamp_min(1e-12)).sum()
-            grad = torch.autograd.grad(loss, tw.x_t)[0]
-        self.extra += 1
-        x_prev = x_prev - self.alpha * grad
+
+        def loss(z: torch.Tensor) -> torch.Tensor:  # per chain ||r||^2 / ||r||: the paper's step
+            sq = (y - op(z)).reshape(self.samples, -1).abs().pow(2).sum(dim=1)
+            return (sq / sq.detach().sqrt().clamp_min(1e-12)).sum()
+
+        x_prev = x_prev - self.alpha * tw.grad_of(loss)
         if self.project:
             y_prev = a_prev.sqrt() * y + (1 - a_prev).sqrt() * op(self.fresh_noise(x_prev))
             correction = conjugate_gradient(
