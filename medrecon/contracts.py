@@ -44,6 +44,11 @@ class Operator(torch.nn.Module, abc.ABC):
         """A^H A x; operators override this where it is cheaper than two applications."""
         return self.adjoint(self.forward(x))
 
+    def solve_range_system(self, v: torch.Tensor, scale: float, shift: float) -> torch.Tensor | None:
+        """Solve (scale A A^H + shift I) z = v exactly where the structure allows (a diagonal
+        spectrum, an SVD), else return None; samplers such as PiGDM fall back to CG then."""
+        return None
+
     @property
     def has_svd(self) -> bool:
         """Whether `svd()` is available (a decomposition samplers such as ΠGDM exploit)."""

@@ -144,6 +144,14 @@ class Convolution(BlindOperator):
         out = self._crop(corr, [0] * len(self._dims), self._k_shape)
         return out.reshape(-1, *self._k_shape).sum(dim=0)
 
+    def solve_range_system(self, v: torch.Tensor, scale: float, shift: float) -> torch.Tensor | None:
+        """Exact for the periodic boundary, where A A^H is diagonal in the DFT basis; else None."""
+        if self.boundary != "periodic":
+            return None
+        spectrum = self._kernel_spectrum(self.kernel)
+        v_hat = torch.fft.rfftn(v, s=self._grid, dim=self._dims)
+        return torch.fft.irfftn(v_hat / (scale * spectrum.abs() ** 2 + shift), s=self._grid, dim=self._dims)
+
     def describe(self) -> dict[str, Any]:
         return {
             "boundary": self.boundary,

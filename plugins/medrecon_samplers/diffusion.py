@@ -10,6 +10,7 @@ CPU and CUDA runs see the same noise.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from typing import Literal
 
@@ -28,6 +29,8 @@ from medrecon import (
 )
 from medrecon.intensity import estimate_intensity_map
 from medrecon.numerics import TVSplitState, admm_tv_step, conjugate_gradient, operator_norm
+
+log = logging.getLogger(__name__)
 
 
 def timesteps(prior: DiffusionPrior, steps: int) -> list[int]:
@@ -190,16 +193,22 @@ class _LikelihoodGuided(DiffusionSampler):
     def covariance(self, tweedie: _Tweedie, a_t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
-        op, y, s2 = problem.operator, problem.y, problem.noise_std**2
-        tw = _Tweedie(prior, x_t, t, self)
-        x0 = tw.x0.detach()
-        residual = y - op(x0)
+    def solve(
+        self, problem: Problem, tweedie: _Tweedie, a_t: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """(s^2 I + A V A^H)^-1 residual, by CG."""
+        op, s2 = problem.operator, problem.noise_std**2
 
         def system(v: torch.Tensor) -> torch.Tensor:
-            return s2 * v + op(self.covariance(tw, a_t, op.adjoint(v)))
+            return s2 * v + op(self.covariance(tweedie, a_t, op.adjoint(v)))
 
-        w = conjugate_gradient(system, residual, iterations=self.cg_iterations, batch_dims=1)
+        return conjugate_gradient(system, residual, iterations=self.cg_iterations, batch_dims=1)
+
+    def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
+        op, y = problem.operator, problem.y
+        tw = _Tweedie(prior, x_t, t, self)
+        x0 = tw.x0.detach()
+        w = self.solve(problem, tw, a_t, y - op(x0))
         score = tw.vjp(op.adjoint(w))
         x0_post = x0 + (1 - a_t) / a_t.sqrt() * score
         eps_post = (x_t - a_t.sqrt() * x0_post) / (1 - a_t).sqrt()
@@ -210,8 +219,10 @@ class PiGDM(_LikelihoodGuided):
     """PiGDM (Song, Vahdat, Mardani, Kautz, ICLR 2023): Cov(x0 | x_t) ~ r_t^2 I with r_t^2 = 1 - a_t,
     so p(y | x_t) ~ N(A x0_hat, r_t^2 A A^H + s^2 I) (their eq. 7-8 for noisy measurements), and the
     guidance J^T A^H (r_t^2 A A^H + s^2 I)^-1 (y - A x0_hat) applied in a DDIM update with eta.
-    The system is solved by CG for every operator (no operator exposes an SVD yet). Defaults: 100
-    steps and eta = 1.0, the paper's noisy-restoration setting."""
+    `solver`: "exact" uses the operator's exact solve (diagonal spectrum or SVD, e.g. a periodic
+    blur), "cg" uses `cg_iterations` of CG, "auto" the exact solve where the operator has one. An
+    exact solve asked of an operator without one falls back to CG and says so in the log and in
+    info["pigdm_solver"]. Defaults: 100 steps and eta = 1.0, the paper's noisy-restoration setting."""
 
     def __init__(
         self,
@@ -219,13 +230,38 @@ class PiGDM(_LikelihoodGuided):
         samples: int = 1,
         eta: float = 1.0,
         cg_iterations: int = 10,
+        solver: Literal["auto", "exact", "cg"] = "auto",
         grad_chunk: int = 0,
     ):
         super().__init__(steps, samples, eta, cg_iterations)
+        if solver not in ("auto", "exact", "cg"):
+            raise InputError(f"solver must be auto, exact or cg, got {solver!r}")
+        self.solver = solver
         self.grad_chunk = grad_chunk
+
+    def start(self, problem: Problem) -> None:
+        op = problem.operator
+        exact = self.solver != "cg" and op.solve_range_system(problem.y, 1.0, 1.0) is not None
+        if self.solver == "exact" and not exact:
+            log.warning("pigdm: %s has no exact solve of (r^2 A A^H + s^2 I); using CG", type(op).__name__)
+        self.used = (
+            "exact"
+            if exact
+            else ("cg (no exact solve for this operator)" if self.solver == "exact" else "cg")
+        )
 
     def covariance(self, tweedie, a_t, u):
         return (1 - a_t) * u
+
+    def solve(self, problem, tweedie, a_t, residual):
+        if self.used == "exact":
+            return problem.operator.solve_range_system(residual, float(1 - a_t), problem.noise_std**2)
+        return super().solve(problem, tweedie, a_t, residual)
+
+    def iterate(self, problem, prior, *, seed=0):
+        result = yield from super().iterate(problem, prior, seed=seed)
+        result.info["pigdm_solver"] = self.used
+        return result
 
 
 class MMPS(_LikelihoodGuided):

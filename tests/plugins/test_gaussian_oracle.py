@@ -129,3 +129,25 @@ def test_bad_pairings_fail_before_work(host, mri_measurement):
     }
     with pytest.raises(medrecon.InputError, match="diffusion priors model real images"):
         medrecon.reconstruct(complex_mri, mri_measurement, host=host, device="cpu")
+
+
+def test_pigdm_exact_solve_for_a_periodic_blur_and_cg_fallback_that_says_so(
+    texture, host, mri_measurement, caplog
+):
+    prior = Gaussian(texture=texture)
+    problem, post = _problem(prior, blur_sigma=1.5, noise=0.02)
+    op = problem.operator
+    v = torch.rand(16, 16, generator=torch.Generator().manual_seed(3))
+    z = op.solve_range_system(v, 0.3, 0.01)
+    torch.testing.assert_close(0.3 * op(op.adjoint(z)) + 0.01 * z, v, rtol=1e-4, atol=1e-5)
+    exact = PiGDM(samples=16, solver="exact").run(problem, prior, seed=0)
+    iterative = PiGDM(samples=16, solver="cg", cg_iterations=30).run(problem, prior, seed=0)
+    assert exact.info["pigdm_solver"] == "exact" and iterative.info["pigdm_solver"] == "cg"
+    torch.testing.assert_close(exact.image, iterative.image, rtol=1e-3, atol=1e-3)
+    # MRI has no exact solve (the coil maps couple): asked for one, PiGDM uses CG and says so
+    mri = medrecon.build_operator(mri_measurement.operator, arrays=mri_measurement.arrays, host=host)
+    mri_problem = medrecon.Problem(mri, torch.from_numpy(mri_measurement.y), 0.001)
+    with caplog.at_level("WARNING"):
+        result = PiGDM(steps=2, solver="exact").run(mri_problem, Gaussian(), seed=0)
+    assert result.info["pigdm_solver"] == "cg (no exact solve for this operator)"
+    assert "has no exact solve" in caplog.text
