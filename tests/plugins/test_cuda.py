@@ -38,3 +38,25 @@ def test_cuda_matches_cpu(name):
     assert _rel(gpu(x.cuda()), y) < 1e-5
     assert _rel(gpu.adjoint(y.cuda()), cpu.adjoint(y)) < 1e-5
     assert adjoint_test(gpu).relative_error < 1e-5
+
+
+SAMPLERS = ["dps", "pigdm", "mmps", "mcg", "dds", "diffusion-mbir", "ccdf", "cg", "admm-tv"]
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_samplers_give_the_cpu_result_on_cuda(name):
+    import medrecon
+    from tests.helpers import builtin_host
+
+    host = builtin_host()
+    truth = torch.rand(8, 32, 32, generator=torch.Generator().manual_seed(0)).numpy()
+    m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 16}, noise_std=0.05, seed=0, host=host)
+    sampler = {"name": name}
+    if name not in ("cg", "admm-tv"):
+        sampler["steps"] = 5 if name != "ccdf" else 3
+    prior = {"admm-tv": {"name": "tv", "weight": 0.05}, "cg": None}.get(name, {"name": "gaussian"})
+    recipe = {"sampler": sampler, **({"prior": prior} if prior else {})}
+    cpu = medrecon.reconstruct(recipe, m, device="cpu", host=host, seed=1).image
+    gpu = medrecon.reconstruct(recipe, m, device="cuda", host=host, seed=1).image
+    assert gpu.device.type == "cuda"
+    assert _rel(gpu, cpu) < 1e-4
