@@ -42,6 +42,11 @@ def timesteps(prior: DiffusionPrior, steps: int) -> list[int]:
     return sorted(set(grid), reverse=True)
 
 
+def noise_of(x_t: torch.Tensor, x0: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:
+    """The eps that x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps implies for a given x0 estimate."""
+    return (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+
+
 def ddim_step(
     x0: torch.Tensor,
     eps: torch.Tensor,
@@ -211,7 +216,7 @@ class _LikelihoodGuided(DiffusionSampler):
         w = self.solve(problem, tw, a_t, y - op(x0))
         score = tw.vjp(op.adjoint(w))
         x0_post = x0 + (1 - a_t) / a_t.sqrt() * score
-        eps_post = (x_t - a_t.sqrt() * x0_post) / (1 - a_t).sqrt()
+        eps_post = noise_of(x_t, x0_post, a_t)
         return ddim_step(x0_post, eps_post, a_t, a_prev, self.eta, noise).detach(), x0_post.detach()
 
 
@@ -303,7 +308,7 @@ class DPS(DiffusionSampler):
         op, y = problem.operator, problem.y
         tw = _Tweedie(prior, x_t, t, self)
         x0 = tw.x0.detach()
-        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        eps = noise_of(x_t, x0, a_t)
         x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
         # one norm per chain; their sum has each chain's gradient
         grad = tw.grad_of(
@@ -345,7 +350,7 @@ class DDS(DiffusionSampler):
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op = problem.operator
         x0 = prior.predict_x0(x_t, t)
-        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        eps = noise_of(x_t, x0, a_t)
         aty = op.adjoint(problem.y)
         if self.tv_z:
             refined = admm_tv_step(
@@ -405,7 +410,7 @@ class DiffusionMBIR(DiffusionSampler):
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op = problem.operator
         x0 = prior.predict_x0(x_t, t)
-        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        eps = noise_of(x_t, x0, a_t)
         x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
         y_prev = a_prev.sqrt() * problem.y + (1 - a_prev).sqrt() * op(self.fresh_noise(x_prev))
         x_prev = admm_tv_step(
@@ -505,7 +510,7 @@ class MCG(DiffusionSampler):
         op, y = problem.operator, problem.y
         tw = _Tweedie(prior, x_t, t, self)
         x0 = tw.x0.detach()
-        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        eps = noise_of(x_t, x0, a_t)
         x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
 
         def loss(z: torch.Tensor) -> torch.Tensor:  # per chain ||r||^2 / ||r||: the paper's step
