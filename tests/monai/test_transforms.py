@@ -1,0 +1,120 @@
+"""medrecon inside MONAI pipelines: LoadImaged -> ... -> SimulateMeasurementd -> Reconstructd."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import DataLoader, Dataset
+from monai.metrics import SSIMMetric
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityd
+
+import medrecon
+from medrecon.monai import Reconstruct, Reconstructd, SimulateMeasurement, SimulateMeasurementd
+
+MRI = {"name": "mri-multicoil", "acceleration": 4, "coils": 8}
+DDS = {
+    "sampler": {"name": "dds"},
+    "prior": {"name": "gaussian", "correlation": 1.0, "variance": 0.1, "mean": 0.2},
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from medrecon.demo import sample_volume
+
+    folder = tmp_path_factory.mktemp("volumes")
+    out = []
+    for i in range(3):
+        affine = np.diag([1.0, 1.0, 2.0, 1.0])
+        affine[:3, 3] = [i, -5.0, 10.0]
+        path = folder / f"vol{i}.nii.gz"
+        nib.save(
+            nib.Nifti1Image((sample_volume((8, 32, 32)) * (1 + i)).transpose(2, 1, 0), affine), str(path)
+        )
+        out.append({"image": str(path)})
+    return out
+
+
+def pipeline(recipe=DDS, seed=0):
+    return Compose(
+        [
+            LoadImaged(keys="image"),
+            EnsureChannelFirstd(keys="image"),
+            ScaleIntensityd(keys="image"),
+            SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.01, seed=seed),
+            Reconstructd(
+                keys="image_measurement",
+                recipe={"sampler": {"name": "adjoint"}},
+                output_key="zero_filled",
+                drop_measurement=False,
+            ),
+            Reconstructd(keys="image_measurement", recipe=recipe),
+        ]
+    )
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_pipeline_in_a_dataloader_beats_zero_filling_and_keeps_metadata(files, workers):
+    loader = DataLoader(Dataset(files, transform=pipeline()), batch_size=1, num_workers=workers)
+    ssim = SSIMMetric(spatial_dims=3, data_range=1.0, win_size=7)
+    seen = 0
+    for batch in loader:
+        image, recon, zero_filled = batch["image"], batch["reconstruction"], batch["zero_filled"]
+        assert recon.shape == image.shape == (1, 1, 32, 32, 8)
+        torch.testing.assert_close(recon.affine, image.affine)  # placed exactly over the input
+        assert ssim(recon, image).item() > ssim(zero_filled, image).item() + 0.1  # measured 0.84 vs 0.6
+        assert "image_measurement" not in batch  # dropped: only tensors reach the collation
+        seen += 1
+    assert seen == 3
+
+
+def test_the_same_seed_gives_the_same_result(files):
+    a = pipeline(seed=3)(files[0])["reconstruction"]
+    b = pipeline(seed=3)(files[0])["reconstruction"]
+    c = pipeline(seed=4)(files[0])["reconstruction"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_several_samples_give_a_std_map(files):
+    recipe = {**DDS, "sampler": {"name": "dds", "steps": 10, "samples": 3}}
+    out = pipeline(recipe)(files[1])
+    assert out["reconstruction_std"].shape == out["reconstruction"].shape
+    assert float(out["reconstruction_std"].mean()) > 0
+
+
+def test_array_transforms(files):
+    data = Compose([LoadImaged(keys="image"), EnsureChannelFirstd(keys="image")])(files[0])
+    measurement = SimulateMeasurement(MRI, noise_std=0.01)(data["image"])
+    assert isinstance(measurement, medrecon.Measurement) and measurement.y.shape == (8, 8, 32, 32)
+    recon = Reconstruct({"sampler": {"name": "cg"}})(measurement)
+    assert recon.shape == data["image"].shape and torch.allclose(recon.affine, data["image"].affine)
+
+
+def test_missing_keys_are_named_unless_allowed():
+    transform = SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.01)
+    with pytest.raises(KeyError, match="image"):
+        transform({"label": torch.zeros(1, 8, 8, 4)})
+    assert SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.01, allow_missing_keys=True)(
+        {"x": 1}
+    ) == {"x": 1}
+
+
+def test_bad_data_gets_errors_naming_the_key():
+    no_channel = {"image": torch.rand(32, 32, 8)}
+    with pytest.raises(
+        medrecon.InputError, match="key 'image'.*must be channel-first with one channel.*EnsureChannelFirstd"
+    ):
+        SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.01)(no_channel)
+    not_square = {"image": torch.rand(1, 32, 30, 4)}
+    with pytest.raises(medrecon.InputError, match=r"key 'image'.*square slices"):
+        SimulateMeasurementd(keys="image", operator={"name": "ct-parallel", "views": 8}, noise_std=0.01)(
+            not_square
+        )
+    with pytest.raises(medrecon.InputError, match="key 'm'.*must hold a medrecon Measurement"):
+        Reconstructd(keys="m", recipe={"sampler": {"name": "cg"}})({"m": torch.zeros(3)})
+    with pytest.raises(medrecon.RecipeError, match="no sampler named 'dsd'"):
+        Reconstructd(keys="m", recipe={"sampler": {"name": "dsd"}})(
+            {"m": SimulateMeasurement(MRI, noise_std=0.01)(torch.rand(1, 32, 32, 4))}
+        )
