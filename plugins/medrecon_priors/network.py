@@ -57,6 +57,26 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
         for p in self.network.parameters():
             p.requires_grad_(False)
 
+    @classmethod
+    def from_monai(
+        cls,
+        network: torch.nn.Module,
+        scheduler: Any,
+        *,
+        slice_axis: int = 0,
+        slice_batch: int = 8,
+        data_range: tuple[float, float] | None = (-1.0, 1.0),
+    ) -> NetworkPrior:
+        """A prior from a MONAI network and scheduler objects (its noise table and prediction type)."""
+        return cls(
+            network,
+            scheduler.alphas_cumprod,
+            prediction=getattr(scheduler, "prediction_type", "epsilon"),
+            slice_axis=slice_axis,
+            slice_batch=slice_batch,
+            data_range=data_range,
+        )
+
     @property
     def alphas_cumprod(self) -> torch.Tensor:
         return self._abar
@@ -185,11 +205,70 @@ def save_prior(path: str | Path, network: torch.nn.Module, card: dict[str, Any])
     return path.with_suffix(".json")
 
 
-class Diffusion(NetworkPrior):
-    """The `diffusion` prior: weights by shipped name or by path to a prior card."""
+def is_monai_bundle(path: str | Path) -> bool:
+    """A MONAI bundle folder: configs/inference.json (or .yaml) and models/model.pt."""
+    root = Path(path)
+    has_config = any((root / "configs" / f"inference.{ext}").is_file() for ext in ("json", "yaml", "yml"))
+    return root.is_dir() and has_config and (root / "models" / "model.pt").is_file()
 
-    def __init__(self, weights: str = "brain-axial", slice_axis: int = 0, slice_batch: int = 8):
-        loaded = load_prior(weights, slice_axis, slice_batch)
+
+def load_bundle_prior(
+    path: str | Path,
+    slice_axis: int = 0,
+    slice_batch: int = 8,
+    data_range: tuple[float, float] | None = (-1.0, 1.0),
+) -> NetworkPrior:
+    """A prior from a MONAI bundle: `network_def` and optionally `noise_scheduler` (or `scheduler`)
+    from configs/inference.*, weights from models/model.pt (a state dict; loaded weights-only)."""
+    from monai.bundle import ConfigParser
+    from monai.networks.schedulers import DDPMScheduler
+
+    root = Path(path)
+    config = next(
+        root / "configs" / f"inference.{e}"
+        for e in ("json", "yaml", "yml")
+        if (root / "configs" / f"inference.{e}").is_file()
+    )
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    if "network_def" not in parser.config:
+        raise InputError(f"bundle {root}: {config.name} has no 'network_def' describing the network")
+    network = parser.get_parsed_content("network_def")
+    scheduler_key = next((k for k in ("noise_scheduler", "scheduler") if k in parser.config), None)
+    scheduler = parser.get_parsed_content(scheduler_key) if scheduler_key else DDPMScheduler(1000)
+    state = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise InputError(f"bundle {root}: models/model.pt does not fit network_def ({first})") from None
+    prior = NetworkPrior.from_monai(
+        network, scheduler, slice_axis=slice_axis, slice_batch=slice_batch, data_range=data_range
+    )
+    prior.card = {"name": root.name, "source": "MONAI bundle", "config": str(config)}
+    return prior
+
+
+class Diffusion(NetworkPrior):
+    """The `diffusion` prior: weights by shipped name, by path to a prior card, or a MONAI bundle
+    folder. `data_range` overrides the training intensity range (bundles do not state one; the
+    default for them is [-1, 1])."""
+
+    def __init__(
+        self,
+        weights: str = "brain-axial",
+        slice_axis: int = 0,
+        slice_batch: int = 8,
+        data_range: tuple[float, float] | None = None,
+    ):
+        if is_monai_bundle(weights):
+            loaded = load_bundle_prior(weights, slice_axis, slice_batch, data_range or (-1.0, 1.0))
+        else:
+            loaded = load_prior(weights, slice_axis, slice_batch)
+            if data_range is not None:
+                loaded.data_range = (float(data_range[0]), float(data_range[1]))
         super().__init__(
             loaded.network,
             loaded.alphas_cumprod,
