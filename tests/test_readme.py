@@ -22,3 +22,23 @@ def test_ci_runs_the_readme_commands():
     assert install in ci and "pip install torch==2.13.0" in install
     assert test in ci and "pytest" in test
     assert demo.startswith("medrecon demo") and any(line.startswith("medrecon demo") for line in ci)
+
+
+def test_readme_monai_pipeline_runs_as_written(tmp_path, monkeypatch, capsys):
+    import nibabel as nib
+    import numpy as np
+
+    from medrecon.demo import sample_volume
+
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## In a MONAI pipeline", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "volumes").mkdir()
+    for i in range(2):
+        nib.save(
+            nib.Nifti1Image(sample_volume((8, 32, 32)).transpose(2, 1, 0), np.eye(4)),
+            str(tmp_path / "volumes" / f"v{i}.nii.gz"),
+        )
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    lines = [line for line in capsys.readouterr().out.splitlines() if "SSIM" in line]
+    assert len(lines) == 2 and all(float(line.split("SSIM")[1]) > 0.5 for line in lines)
