@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.data import DataLoader, Dataset
 from monai.metrics import SSIMMetric
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityd
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd, ScaleIntensityd, Spacingd
 
 import medrecon
 from medrecon.monai import Reconstruct, Reconstructd, SimulateMeasurement, SimulateMeasurementd
@@ -42,6 +42,8 @@ def pipeline(recipe=DDS, seed=0):
         [
             LoadImaged(keys="image"),
             EnsureChannelFirstd(keys="image"),
+            Orientationd(keys="image", axcodes="RAS", labels=None),
+            Spacingd(keys="image", pixdim=(1.0, 1.0, 2.0)),
             ScaleIntensityd(keys="image"),
             SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.01, seed=seed),
             Reconstructd(
