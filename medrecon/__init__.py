@@ -1,6 +1,6 @@
 """medrecon: reconstruct medical images and volumes from their measurements with diffusion priors."""
 
-from medrecon.api import build_component, build_operator, reconstruct, simulate
+from medrecon.api import build_component, build_operator, reconstruct, reconstruct_steps, simulate
 from medrecon.contracts import (
     BLIND_OPERATOR,
     DIFFUSION_PRIOR,
@@ -83,6 +83,7 @@ __all__ = [
     "load_nifti",
     "operator_norm",
     "reconstruct",
+    "reconstruct_steps",
     "resolve_device",
     "save_bundle",
     "save_nifti",

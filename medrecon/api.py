@@ -7,7 +7,7 @@ them holds reconstruction logic of its own.
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from medrecon.contracts import (
     ProgressFn,
     Reconstruction,
     Sampler,
+    Step,
+    drive,
 )
 from medrecon.device import resolve_device
 from medrecon.errors import InputError, RecipeError
@@ -116,8 +118,25 @@ def reconstruct(
 ) -> Reconstruction:
     """Reconstruct a measurement with the recipe's sampler (and prior); the bundle brings the operator.
 
-    Everything is validated and the pairing checked before any work starts.
+    Everything is validated and the pairing checked before any work starts. `progress` sees each
+    Step; `cancel()` returning True stops between steps (raising Cancelled).
     """
+    steps = reconstruct_steps(recipe, measurement, seed=seed, device=device, noise_std=noise_std, host=host)
+    return drive(steps, progress, cancel)
+
+
+def reconstruct_steps(
+    recipe: RecipeLike,
+    measurement: Measurement,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    noise_std: float | None = None,
+    host: PluginHost | None = None,
+) -> Generator[Step, None, Reconstruction]:
+    """The generator form of `reconstruct`: yields one Step per sampler iteration and returns the
+    Reconstruction. Validation happens on the first `next()`, before any sampler work. A consumer
+    cancels by closing it (as napari's workers do)."""
     host = host or default_host()
     recipe = Recipe.load(recipe)
     if recipe.sampler is None:
@@ -150,9 +169,17 @@ def reconstruct(
     sampler: Sampler = build_component("sampler", recipe.sampler, host)
     sampler.name = sampler.name or recipe.sampler.name
     problem = Problem(operator, y, sigma)
-    # Samplers that need gradients (DPS, MCG) open torch.enable_grad() themselves.
-    with torch.no_grad():
-        result = sampler.run(problem, prior, seed=seed, progress=progress, cancel=cancel)
+    steps = sampler.run_steps(problem, prior, seed=seed)
+    while True:
+        # Samplers that need gradients (DPS, MCG) open torch.enable_grad() themselves. Grad mode is
+        # switched off per step, never across a yield, so it cannot leak into the caller.
+        with torch.no_grad():
+            try:
+                step = next(steps)
+            except StopIteration as stop:
+                result = stop.value
+                break
+        yield step
     result.info.update(
         recipe=recipe.to_dict(),
         operator=operator.describe(),

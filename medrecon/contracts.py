@@ -322,6 +322,17 @@ class Sampler(abc.ABC):
         self, problem: Problem, prior: Prior | None, *, seed: int = 0
     ) -> Generator[Step, None, Reconstruction]: ...
 
+    def run_steps(
+        self, problem: Problem, prior: Prior | None = None, *, seed: int = 0
+    ) -> Generator[Step, None, Reconstruction]:
+        """`iterate` with the pairing checked first and `seconds` / `seed` put into `info`."""
+        check_compatible(self, problem.operator, prior)
+        start = time.perf_counter()
+        result = yield from self.iterate(problem, prior, seed=seed)
+        result.info.setdefault("seconds", time.perf_counter() - start)
+        result.info.setdefault("seed", seed)
+        return result
+
     def run(
         self,
         problem: Problem,
@@ -332,19 +343,22 @@ class Sampler(abc.ABC):
         cancel: CancelFn | None = None,
     ) -> Reconstruction:
         """Run to the end; `progress` sees each Step, `cancel()` returning True stops between steps."""
-        check_compatible(self, problem.operator, prior)
-        start = time.perf_counter()
-        gen = self.iterate(problem, prior, seed=seed)
+        return drive(self.run_steps(problem, prior, seed=seed), progress, cancel)
+
+
+def drive(
+    steps: Generator[Step, None, Reconstruction],
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> Reconstruction:
+    """Run a generator of Steps to its Reconstruction, reporting progress and honouring cancel."""
+    while True:
         try:
-            while True:
-                step = next(gen)
-                if progress is not None:
-                    progress(step)
-                if cancel is not None and cancel():
-                    gen.close()
-                    raise Cancelled(f"cancelled after step {step.index + 1} of {step.total}")
+            step = next(steps)
         except StopIteration as stop:
-            result: Reconstruction = stop.value
-        result.info.setdefault("seconds", time.perf_counter() - start)
-        result.info.setdefault("seed", seed)
-        return result
+            return stop.value
+        if progress is not None:
+            progress(step)
+        if cancel is not None and cancel():
+            steps.close()
+            raise Cancelled(f"cancelled after step {step.index + 1} of {step.total}")

@@ -1,0 +1,41 @@
+"""The core call in its two forms: reconstruct() and the generator reconstruct_steps()."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import medrecon
+
+
+def test_the_generator_form_yields_each_step_and_returns_the_same_result(mri_measurement, host):
+    recipe = {"sampler": {"name": "cg", "iterations": 7, "tol": 0.0}}
+    gen = medrecon.reconstruct_steps(recipe, mri_measurement, host=host, device="cpu")
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert [s.index for s in steps] == list(range(7)) and all(s.estimate is not None for s in steps)
+    direct = medrecon.reconstruct(recipe, mri_measurement, host=host, device="cpu")
+    torch.testing.assert_close(result.image, direct.image)
+    assert result.info["recipe"] == direct.info["recipe"]
+    assert torch.is_grad_enabled()  # grad mode did not leak out of the generator
+
+
+def test_closing_the_generator_stops_the_work(mri_measurement, host):
+    gen = medrecon.reconstruct_steps(
+        {"sampler": {"name": "cg", "iterations": 50}}, mri_measurement, host=host
+    )
+    next(gen)
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_validation_errors_come_on_the_first_step(mri_measurement, host):
+    gen = medrecon.reconstruct_steps({"sampler": {"name": "nope"}}, mri_measurement, host=host)
+    with pytest.raises(medrecon.RecipeError, match="no sampler named 'nope'"):
+        next(gen)
