@@ -1,0 +1,255 @@
+"""The "Reconstruct" dock widget: simulate-then-reconstruct on an image layer, in a worker thread."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+if TYPE_CHECKING:
+    import napari
+
+NONE = "(none)"
+PREVIEW_EVERY = 5
+
+
+def device_choices() -> list[str]:
+    import torch
+
+    return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+class ReconstructWidget(QWidget):
+    """Choose operator, prior and sampler from the live registry, run, watch, cancel."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        from magicgui.widgets import (
+            ComboBox,
+            Container,
+            FloatSpinBox,
+            Label,
+            ProgressBar,
+            PushButton,
+            SpinBox,
+        )
+
+        from medrecon.plugin import default_host
+
+        self.viewer = napari_viewer
+        self.host = default_host()
+        self.worker = None
+        names = {kind: sorted(self.host.components[kind]) for kind in ("operator", "prior", "sampler")}
+        self.source = ComboBox(label="ground truth", choices=self._image_layers)
+        self.operator = ComboBox(label="operator", choices=names["operator"])
+        self.prior = ComboBox(label="prior", choices=[NONE, *names["prior"]])
+        self.sampler = ComboBox(label="sampler", choices=names["sampler"])
+        self.noise = FloatSpinBox(label="noise std", value=0.01, min=0.0, max=1e9, step=0.001)
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.device = ComboBox(label="device", choices=device_choices())
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, max=1)
+        self.status = Label(value="")
+        self.forms = {kind: Container(labels=True) for kind in ("operator", "prior", "sampler")}
+        top = Container(widgets=[self.source, self.operator], labels=True)
+        middle = Container(widgets=[self.prior], labels=True)
+        bottom = Container(widgets=[self.sampler], labels=True)
+        run = Container(
+            widgets=[
+                self.noise,
+                self.seed,
+                self.device,
+                self.run_button,
+                self.cancel_button,
+                self.progress,
+                self.status,
+            ],
+            labels=True,
+        )
+        layout = QVBoxLayout()
+        for part in (
+            top,
+            self.forms["operator"],
+            middle,
+            self.forms["prior"],
+            bottom,
+            self.forms["sampler"],
+            run,
+        ):
+            layout.addWidget(part.native)
+        layout.addStretch()
+        self.setLayout(layout)
+        self._parts = (top, middle, bottom, run)
+        for kind, combo in (("operator", self.operator), ("prior", self.prior), ("sampler", self.sampler)):
+            combo.changed.connect(lambda _=None, k=kind: self._rebuild(k))
+            self._rebuild(kind)
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.viewer.layers.events.inserted.connect(lambda _=None: self.source.reset_choices())
+        self.viewer.layers.events.removed.connect(lambda _=None: self.source.reset_choices())
+
+    # --- forms -----------------------------------------------------------------------------
+    def _image_layers(self, _widget=None) -> list:
+        import napari
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+
+    def _spec(self, kind: str):
+        name = {"operator": self.operator, "prior": self.prior, "sampler": self.sampler}[kind].value
+        return None if name in (None, NONE) else self.host.get(kind, name).spec
+
+    def _rebuild(self, kind: str) -> None:
+        from medrecon_napari._forms import parameter_form
+
+        form = self.forms[kind]
+        form.clear()
+        spec = self._spec(kind)
+        if spec is not None:
+            form.extend(list(parameter_form(spec)))
+
+    def recipe(self) -> dict:
+        from medrecon_napari._forms import form_values
+
+        out = {}
+        for kind in ("operator", "prior", "sampler"):
+            spec = self._spec(kind)
+            if spec is not None:
+                out[kind] = {"name": spec.name, **form_values(self.forms[kind], spec)}
+        return out
+
+    # --- running ---------------------------------------------------------------------------
+    def start(self) -> None:
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
+
+        layer = self.source.value
+        if layer is None:
+            show_error("medrecon: add or open an image layer to use as ground truth")
+            return
+        recipe = self.recipe()
+        self._set_running(True)
+        self.status.value = self._device_note()
+        self.worker = create_worker(
+            _work,
+            layer.data,
+            recipe,
+            self.noise.value,
+            self.seed.value,
+            self.device.value,
+            self.host,
+            _start_thread=False,
+        )
+        self.worker.yielded.connect(self._on_step)
+        self.worker.returned.connect(lambda result: self._on_result(layer, result))
+        self.worker.errored.connect(self._on_error)
+        self.worker.aborted.connect(self._on_cancelled)
+        self.worker.finished.connect(lambda: self._set_running(False))
+        self.worker.start()
+
+    def _on_cancelled(self) -> None:
+        if "medrecon preview" in self.viewer.layers:
+            self.viewer.layers.remove("medrecon preview")
+        self.status.value = "cancelled; nothing was added"
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()  # the generator is closed at its next step
+
+    def _device_note(self) -> str:
+        import torch
+
+        if self.device.value == "auto" and not torch.cuda.is_available():
+            return "running on the CPU (no CUDA device)"
+        return f"running on {self.device.value}"
+
+    def _set_running(self, running: bool) -> None:
+        for part in self._parts[:3]:
+            part.enabled = not running
+        for form in self.forms.values():
+            form.enabled = not running
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+        if not running:
+            self.worker_done()
+
+    def worker_done(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # give the GPU memory of the run back
+
+    def _on_step(self, step) -> None:
+        self.progress.max = step.total
+        self.progress.value = step.index + 1
+        if step.estimate is not None and (step.index % PREVIEW_EVERY == 0 or step.index + 1 == step.total):
+            self._show("medrecon preview", step.estimate, self.source.value)
+
+    def _on_result(self, layer, result) -> None:
+        from napari.utils.notifications import show_error
+
+        from medrecon.metrics import psnr, ssim
+
+        if "medrecon preview" in self.viewer.layers:
+            self.viewer.layers.remove("medrecon preview")
+        if isinstance(result, Failure):
+            self.status.value = "failed"
+            show_error(f"medrecon: {result.message}")
+            return
+
+        name = f"{layer.name} {result.info['recipe']['sampler']['name']}"
+        self._show(name, result.image, layer)
+        if result.std is not None:
+            self._show(f"{name} std", result.std, layer, colormap="magma")
+        for key, value in result.extras.items():
+            self.viewer.add_image(value.detach().cpu().numpy(), name=f"{name} {key}")
+        image = self.viewer.layers[name].data
+        self.status.value = (
+            f"PSNR {psnr(layer.data, image):.2f} dB, SSIM {ssim(layer.data, image):.3f}, "
+            f"{result.info.get('seconds', 0):.1f} s, NFE {result.info.get('nfe', 0)}"
+        )
+
+    def _show(self, name: str, tensor, source, **kwargs) -> None:
+        data = tensor.detach().cpu()
+        data = (data.abs() if data.is_complex() else data).numpy()
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = data
+        else:  # placed exactly over the source
+            self.viewer.add_image(data, name=name, affine=source.affine.affine_matrix, **kwargs)
+
+    def _on_error(self, err: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.value = "failed"
+        show_error(f"medrecon: {err}")
+
+
+class Failure:
+    """A run that ended in an error the user can act on (bad input or pairing, out of memory)."""
+
+    def __init__(self, error: BaseException):
+        self.message = str(error) or type(error).__name__
+
+
+def _work(data, recipe: dict, noise_std: float, seed: int, device: str, host):
+    """Runs in the worker thread: simulate from the ground truth, then yield every step.
+
+    Errors a user can act on are returned as a Failure (shown as a notification); anything else is
+    a bug and propagates to the worker's errored signal.
+    """
+    import numpy as np
+    import torch
+
+    from medrecon.api import reconstruct_steps, simulate
+    from medrecon.errors import MedreconError
+
+    try:
+        volume = np.asarray(data, dtype=np.float32)
+        sim_device = "cpu" if device == "auto" else device
+        operator = recipe.get("operator")
+        measurement = simulate(volume, operator, noise_std=noise_std, seed=seed, device=sim_device, host=host)
+        rest = {k: v for k, v in recipe.items() if k != "operator"}
+        result = yield from reconstruct_steps(rest, measurement, seed=seed, device=device, host=host)
+    except (MedreconError, torch.OutOfMemoryError, MemoryError) as err:
+        return Failure(err)
+    return result

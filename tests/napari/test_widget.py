@@ -1,0 +1,109 @@
+"""The Reconstruct dock widget in a real viewer (xvfb): choices, a run end to end, cancel, screenshot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import medrecon
+
+pytestmark = pytest.mark.napari
+
+
+@pytest.fixture
+def viewer_with_widget(make_napari_viewer, monkeypatch):
+    import medrecon.plugin as plugin
+    from tests.helpers import ToyPlugin, builtin_host
+
+    host = builtin_host()
+    host.register(ToyPlugin(), name="toy", distribution="toy-dist", version="0.1")  # a third party
+    monkeypatch.setattr(plugin, "_default_host", host)
+    viewer = make_napari_viewer()
+    from medrecon.demo import sample_volume
+
+    affine = np.diag([2.0, 0.8, 0.8, 1.0])
+    affine[:3, 3] = [10.0, -4.0, 3.0]
+    layer = viewer.add_image(sample_volume((4, 32, 32)), name="phantom", affine=affine)
+    _, widget = viewer.window.add_plugin_dock_widget("medrecon", "Reconstruct")
+    return viewer, widget, layer
+
+
+def test_choices_come_from_the_live_registry(viewer_with_widget):
+    _, widget, layer = viewer_with_widget
+    assert "scale" in widget.operator.choices  # the third-party operator, no change to the widget
+    assert {"mri-multicoil", "ct-parallel"} <= set(widget.operator.choices)
+    assert {"cg", "dds", "mmps"} <= set(widget.sampler.choices) and "(none)" in widget.prior.choices
+    assert widget.source.value is layer
+    widget.sampler.value = "cg"
+    assert [w.name for w in widget.forms["sampler"]] == ["iterations", "tikhonov", "tol"]
+
+
+def test_a_run_adds_the_reconstruction_over_its_source(viewer_with_widget, qtbot, tmp_path):
+    viewer, widget, layer = viewer_with_widget
+    widget.operator.value = "mri-multicoil"
+    widget.forms["operator"]["acceleration"].value = "2.0"
+    widget.sampler.value = "cg"
+    widget.forms["sampler"]["iterations"].value = 10
+    widget.device.value = "cpu"
+    widget.start()
+    assert not widget.run_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: "phantom cg" in viewer.layers and widget.run_button.enabled, timeout=60_000)
+    result = viewer.layers["phantom cg"]
+    np.testing.assert_allclose(result.affine.affine_matrix, layer.affine.affine_matrix)
+    expected = medrecon.reconstruct(
+        {"sampler": {"name": "cg", "iterations": 10}},
+        medrecon.simulate(layer.data, {"name": "mri-multicoil", "acceleration": 2.0}, noise_std=0.01, seed=0),
+        device="cpu",
+    ).image.numpy()
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
+    assert "PSNR" in widget.status.value and "medrecon preview" not in viewer.layers
+    viewer.window._qt_window.resize(1400, 900)
+    shot = viewer.screenshot(str(tmp_path / "reconstruct_widget.png"), canvas_only=False)
+    assert shot.shape[0] > 200
+
+
+def test_cancel_stops_within_a_step_and_adds_nothing(viewer_with_widget, qtbot):
+    viewer, widget, _ = viewer_with_widget
+    widget.operator.value = "mri-multicoil"
+    widget.prior.value = "gaussian"
+    widget.sampler.value = "dds"
+    widget.forms["sampler"]["steps"].value = 1000
+    widget.device.value = "cpu"
+    widget.start()
+    qtbot.waitUntil(lambda: widget.progress.value >= 2, timeout=30_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
+    assert widget.progress.value < 1000
+    assert "phantom dds" not in viewer.layers
+    assert "cancelled" in widget.status.value
+
+
+def test_errors_become_notifications_and_the_viewer_stays_usable(viewer_with_widget, qtbot):
+    viewer, widget, _ = viewer_with_widget
+    widget.operator.value = "ct-parallel"  # phantom slices are square: fine; ask for a bad pairing instead
+    widget.prior.value = "tv"
+    widget.sampler.value = "dds"  # needs a diffusion prior
+    widget.device.value = "cpu"
+    widget.start()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
+    assert widget.status.value == "failed"
+    assert len(viewer.layers) == 1
+
+
+def test_forms_use_fitting_widgets(viewer_with_widget):
+    from magicgui.widgets import CheckBox, ComboBox, LineEdit, SpinBox
+
+    _, widget, _ = viewer_with_widget
+    widget.operator.value = "mri-multicoil"
+    form = widget.forms["operator"]
+    assert isinstance(form["mask_type"], ComboBox) and set(form["mask_type"].choices) == {
+        "equispaced",
+        "random",
+        "poisson",
+    }
+    assert isinstance(form["coils"], SpinBox) and form["coils"].max >= 10**6  # no 999 ceiling
+    assert isinstance(form["complex_image"], CheckBox)
+    assert isinstance(form["acceleration"], LineEdit)  # floats as exact text
+    widget.operator.value = "ct-parallel"
+    assert isinstance(widget.forms["operator"]["detectors"], LineEdit)  # int | None: empty means default
+    assert widget.recipe()["operator"] == {"name": "ct-parallel"}
