@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 def get_reader(path: str | list[str]) -> Callable | None:
     paths = [path] if isinstance(path, str) else list(path)
-    if not paths or not all(str(p).endswith((".nii", ".nii.gz")) for p in paths):
-        return None
-    return read_nifti
+    if paths and all(str(p).endswith((".nii", ".nii.gz")) for p in paths):
+        return read_nifti
+    if paths and all(str(p).endswith((".h5", ".hdf5")) for p in paths):
+        return read_bundle
+    return None
 
 
 def read_nifti(path: str | list[str]) -> list[tuple]:
@@ -27,4 +29,40 @@ def read_nifti(path: str | list[str]) -> list[tuple]:
             "metadata": {"nifti_affine": vol.affine, "nifti_header": vol.header, "source": str(vol.path)},
         }
         layers.append((vol.data, meta, "image"))
+    return layers
+
+
+def read_bundle(path: str | list[str]) -> list[tuple]:
+    """A measurement bundle (or fastMRI file): a first classical reconstruction placed by the
+    bundle's affine (FBP for CT, A^H y otherwise), holding the measurement in its metadata for the
+    Reconstruct widget; the measurement itself (magnitude, log scale); the ground truth if stored."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from medrecon.api import build_operator
+    from medrecon.io import load_bundle
+    from medrecon_napari._affine import layer_affine
+
+    layers = []
+    for p in [path] if isinstance(path, str) else list(path):
+        m = load_bundle(p)
+        stem = Path(p).name.rsplit(".", 1)[0]
+        y = torch.as_tensor(m.y)
+        shape = None if m.ground_truth is None else m.ground_truth.shape
+        op = build_operator(m.operator, shape=shape, arrays=m.arrays, measurement=y)
+        first = op.fbp(y) if callable(getattr(op, "fbp", None)) else op.adjoint(y)
+        first = (first.abs() if first.is_complex() else first).numpy()
+        placed = {} if m.affine is None else {"affine": layer_affine(m.affine)}
+        meta = {"medrecon_measurement": m, "source": str(p)}
+        how = "fbp" if callable(getattr(op, "fbp", None)) else "adjoint"
+        layers.append((first, {"name": f"{stem} {how}", "metadata": meta, **placed}, "image"))
+        layers.append(
+            (np.log1p(np.abs(m.y)), {"name": f"{stem} measurement (log |y|)", "visible": False}, "image")
+        )
+        if m.ground_truth is not None:
+            layers.append(
+                (m.ground_truth, {"name": f"{stem} ground truth", "visible": False, **placed}, "image")
+            )
     return layers

@@ -40,7 +40,10 @@ class ReconstructWidget(QWidget):
         self.host = default_host()
         self.worker = None
         names = {kind: sorted(self.host.components[kind]) for kind in ("operator", "prior", "sampler")}
-        self.source = ComboBox(label="ground truth", choices=self._image_layers)
+        self.source = ComboBox(label="source", choices=self._image_layers)
+        self.source.tooltip = (
+            "an image used as ground truth (simulate, then reconstruct), or a bundle's layer"
+        )
         self.operator = ComboBox(label="operator", choices=names["operator"])
         self.prior = ComboBox(label="prior", choices=[NONE, *names["prior"]])
         self.sampler = ComboBox(label="sampler", choices=names["sampler"])
@@ -128,11 +131,15 @@ class ReconstructWidget(QWidget):
             show_error("medrecon: add or open an image layer to use as ground truth")
             return
         recipe = self.recipe()
+        measurement = layer.metadata.get("medrecon_measurement")  # a loaded bundle: no simulation
+        if measurement is not None:
+            recipe.pop("operator", None)
         self._set_running(True)
         self.status.value = self._device_note()
         self.worker = create_worker(
             _work,
             layer.data,
+            measurement,
             recipe,
             self.noise.value,
             self.seed.value,
@@ -204,10 +211,13 @@ class ReconstructWidget(QWidget):
         for key, value in result.extras.items():
             self.viewer.add_image(value.detach().cpu().numpy(), name=f"{name} {key}")
         image = self.viewer.layers[name].data
-        self.status.value = (
-            f"PSNR {psnr(layer.data, image):.2f} dB, SSIM {ssim(layer.data, image):.3f}, "
-            f"{result.info.get('seconds', 0):.1f} s, NFE {result.info.get('nfe', 0)}"
-        )
+        measurement = layer.metadata.get("medrecon_measurement")
+        truth = layer.data if measurement is None else measurement.ground_truth
+        timing = f"{result.info.get('seconds', 0):.1f} s, NFE {result.info.get('nfe', 0)}"
+        if truth is None:  # a bundle without ground truth
+            self.status.value = timing
+        else:
+            self.status.value = f"PSNR {psnr(truth, image):.2f} dB, SSIM {ssim(truth, image):.3f}, {timing}"
 
     def _show(self, name: str, tensor, source, **kwargs) -> None:
         data = tensor.detach().cpu()
@@ -231,8 +241,9 @@ class Failure:
         self.message = str(error) or type(error).__name__
 
 
-def _work(data, recipe: dict, noise_std: float, seed: int, device: str, host):
-    """Runs in the worker thread: simulate from the ground truth, then yield every step.
+def _work(data, measurement, recipe: dict, noise_std: float, seed: int, device: str, host):
+    """Runs in the worker thread: simulate from the ground truth (unless a bundle's measurement is
+    given), then yield every step.
 
     Errors a user can act on are returned as a Failure (shown as a notification); anything else is
     a bug and propagates to the worker's errored signal.
@@ -244,10 +255,13 @@ def _work(data, recipe: dict, noise_std: float, seed: int, device: str, host):
     from medrecon.errors import MedreconError
 
     try:
-        volume = np.asarray(data, dtype=np.float32)
-        sim_device = "cpu" if device == "auto" else device
-        operator = recipe.get("operator")
-        measurement = simulate(volume, operator, noise_std=noise_std, seed=seed, device=sim_device, host=host)
+        if measurement is None:
+            volume = np.asarray(data, dtype=np.float32)
+            sim_device = "cpu" if device == "auto" else device
+            operator = recipe.get("operator")
+            measurement = simulate(
+                volume, operator, noise_std=noise_std, seed=seed, device=sim_device, host=host
+            )
         rest = {k: v for k, v in recipe.items() if k != "operator"}
         result = yield from reconstruct_steps(rest, measurement, seed=seed, device=device, host=host)
     except (MedreconError, torch.OutOfMemoryError, MemoryError) as err:

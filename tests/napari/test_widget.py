@@ -107,3 +107,32 @@ def test_forms_use_fitting_widgets(viewer_with_widget):
     widget.operator.value = "ct-parallel"
     assert isinstance(widget.forms["operator"]["detectors"], LineEdit)  # int | None: empty means default
     assert widget.recipe()["operator"] == {"name": "ct-parallel"}
+
+
+def test_a_bundle_opens_with_a_first_reconstruction_and_reconstructs_from_the_widget(
+    viewer_with_widget, qtbot, tmp_path
+):
+    from medrecon.demo import sample_volume
+
+    viewer, widget, _ = viewer_with_widget
+    affine = np.diag([0.9, 0.9, 2.5, 1.0])
+    truth = sample_volume((4, 32, 32))
+    m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 30}, noise_std=0.05, seed=0, affine=affine)
+    path = medrecon.save_bundle(tmp_path / "ct.h5", m)
+    layers = viewer.open(str(path), plugin="medrecon")
+    names = [layer.name for layer in layers]
+    assert names == ["ct fbp", "ct measurement (log |y|)", "ct ground truth"]
+    first = viewer.layers["ct fbp"]
+    from medrecon_napari._affine import layer_affine
+
+    np.testing.assert_allclose(first.affine.affine_matrix, layer_affine(affine))
+    widget.source.value = first
+    widget.sampler.value = "cg"
+    widget.device.value = "cpu"
+    widget.start()
+    qtbot.waitUntil(lambda: "ct fbp cg" in viewer.layers and widget.run_button.enabled, timeout=60_000)
+    expected = medrecon.reconstruct(
+        {"sampler": {"name": "cg"}}, medrecon.load_bundle(path), device="cpu"
+    ).image.numpy()
+    np.testing.assert_allclose(viewer.layers["ct fbp cg"].data, expected, rtol=1e-5, atol=1e-5)
+    assert "PSNR" in widget.status.value  # the bundle's ground truth is used
