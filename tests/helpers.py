@@ -8,6 +8,18 @@ import medrecon
 
 BUILTIN_PLUGINS = ("mri", "ct", "deconv", "priors", "samplers")
 
+#: A tiny MONAI DiffusionModelUNet (45k parameters) for tests of network priors.
+TINY_UNET = {
+    "spatial_dims": 2,
+    "in_channels": 1,
+    "out_channels": 1,
+    "channels": [8, 16],
+    "attention_levels": [False, True],
+    "num_res_blocks": 1,
+    "norm_num_groups": 8,
+    "num_head_channels": 8,
+}
+
 
 def builtin_host() -> medrecon.PluginHost:
     """A fresh host with the built-in plugins registered explicitly (no entry-point scan)."""

@@ -183,6 +183,13 @@ class _Tweedie:
         return self.vjp(g0)
 
 
+def _ancestral(owner, prior, x_t, t, a_t, a_prev, noise):
+    """Tweedie's estimate (graph kept for guidance) and the unguided ancestral step from it."""
+    tw = _Tweedie(prior, x_t, t, owner)
+    x0 = tw.x0.detach()
+    return tw, x0, ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, 1.0, noise)
+
+
 class _LikelihoodGuided(DiffusionSampler):
     """DDIM with the Tweedie estimate corrected by a Gaussian likelihood approximation:
     p(y | x_t) ~ N(A x0_hat, s^2 I + A V A^H), whose score J^T A^H (s^2 I + A V A^H)^-1 (y - A x0_hat)
@@ -306,10 +313,7 @@ class DPS(DiffusionSampler):
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op, y = problem.operator, problem.y
-        tw = _Tweedie(prior, x_t, t, self)
-        x0 = tw.x0.detach()
-        eps = noise_of(x_t, x0, a_t)
-        x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
+        tw, x0, x_prev = _ancestral(self, prior, x_t, t, a_t, a_prev, noise)
         # one norm per chain; their sum has each chain's gradient
         grad = tw.grad_of(
             lambda z: torch.linalg.vector_norm((y - op(z)).reshape(self.samples, -1), dim=1).sum()
@@ -508,10 +512,7 @@ class MCG(DiffusionSampler):
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op, y = problem.operator, problem.y
-        tw = _Tweedie(prior, x_t, t, self)
-        x0 = tw.x0.detach()
-        eps = noise_of(x_t, x0, a_t)
-        x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
+        tw, x0, x_prev = _ancestral(self, prior, x_t, t, a_t, a_prev, noise)
 
         def loss(z: torch.Tensor) -> torch.Tensor:  # per chain ||r||^2 / ||r||: the paper's step
             sq = (y - op(z)).reshape(self.samples, -1).abs().pow(2).sum(dim=1)

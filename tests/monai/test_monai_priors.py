@@ -11,17 +11,9 @@ from monai.networks.schedulers import DDPMScheduler
 
 import medrecon
 from medrecon_priors import Diffusion, NetworkPrior
+from tests.helpers import TINY_UNET
 
-NET = {
-    "spatial_dims": 2,
-    "in_channels": 1,
-    "out_channels": 1,
-    "channels": [8, 16],
-    "attention_levels": [False, True],
-    "num_res_blocks": 1,
-    "norm_num_groups": 8,
-    "num_head_channels": 8,
-}
+NET = TINY_UNET
 
 
 def make_bundle(root, prediction="epsilon"):

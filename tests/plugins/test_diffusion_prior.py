@@ -12,18 +12,9 @@ import medrecon
 from medrecon_priors import Diffusion, NetworkPrior, load_prior, save_prior
 from medrecon_priors.gaussian import ddpm_alphas_cumprod
 from medrecon_samplers import DDS, DPS, MMPS
+from tests.helpers import TINY_UNET
 
-ARCH = {
-    "class": "DiffusionModelUNet",
-    "spatial_dims": 2,
-    "in_channels": 1,
-    "out_channels": 1,
-    "channels": [8, 16],
-    "attention_levels": [False, True],
-    "num_res_blocks": 1,
-    "norm_num_groups": 8,
-    "num_head_channels": 8,
-}
+ARCH = {"class": "DiffusionModelUNet", **TINY_UNET}
 CARD = {
     "name": "tiny-test",
     "architecture": ARCH,
