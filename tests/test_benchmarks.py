@@ -40,3 +40,29 @@ def test_operator_benchmark_writes_a_row_per_operator_and_peer(tmp_path):
             (r["forward_ms"] + r["adjoint_ms"]) / r["peer_ms"], rel=0.02, abs=1e-3
         )
     assert "sigpy Sense" in proc.stdout and "skimage radon/iradon" in proc.stdout
+
+
+def _run(script: str, *args: str, tmp_path) -> list[dict]:
+    out = tmp_path / f"{script}.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())
+
+
+def test_gaussian_oracle_benchmark_writes_its_rows(tmp_path):
+    rows = _run("gaussian_oracle", "--samples", "8", "--size", "16", tmp_path=tmp_path)
+    assert [r["sampler"] for r in rows][:5] == ["exact draws", "mmps", "pigdm", "dds", "dps"]
+    for r in rows:
+        assert {"sampler", "mean_rel_error", "cov_rel_error", "w2", "samples"} <= set(r) and r["samples"] == 8
+
+
+def test_sampler_speed_benchmark_writes_its_rows(tmp_path):
+    rows = _run("sampler_speed", "--steps", "2", "--size", "2", "32", "32", tmp_path=tmp_path)
+    assert {r["sampler"] for r in rows} == {"dds", "diffusion-mbir", "pigdm", "dps"}
+    for r in rows:
+        assert 0 < r["network_share"] <= r["with_backward"] <= 1 and r["nfe"] == r["network_calls"] == 2
