@@ -22,8 +22,8 @@ import torch
 
 import medrecon
 from medrecon.demo import sample_volume
+from medrecon.prior_card import build_unet, schedule_table
 from medrecon_priors import NetworkPrior
-from medrecon_priors.network import build_unet, schedule_table
 from medrecon_samplers import DDS, DPS, DiffusionMBIR, PiGDM
 
 ARCH = {

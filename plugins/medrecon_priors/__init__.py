@@ -1,7 +1,8 @@
 """Built-in priors for medrecon."""
 
+from medrecon.prior_card import save_prior
 from medrecon_priors.gaussian import Gaussian, GaussianPosterior, adsn_spectrum
-from medrecon_priors.network import Diffusion, NetworkPrior, load_prior, save_prior
+from medrecon_priors.network import Diffusion, NetworkPrior, load_prior
 from medrecon_priors.tv import TotalVariation
 
 __all__ = [

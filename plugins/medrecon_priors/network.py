@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 
 from medrecon import DiffusionPrior, InputError
+from medrecon.prior_card import build_unet, schedule_table
 
 Prediction = Literal["epsilon", "v_prediction", "sample"]
 SHIPPED = Path(__file__).parent / "weights"
@@ -134,29 +135,6 @@ def load_card(weights: str | Path) -> tuple[dict[str, Any], Path]:
     return card, card_path
 
 
-def build_unet(architecture: dict[str, Any]) -> torch.nn.Module:
-    """A MONAI DiffusionModelUNet from the card's architecture entry."""
-    from monai.networks.nets import DiffusionModelUNet
-
-    arch = dict(architecture)
-    name = arch.pop("class", "DiffusionModelUNet")
-    if name != "DiffusionModelUNet":
-        raise InputError(f"unsupported network class {name!r} in prior card: expected DiffusionModelUNet")
-    try:
-        return DiffusionModelUNet(**arch)
-    except TypeError as err:
-        raise InputError(f"prior card architecture does not fit DiffusionModelUNet: {err}") from None
-
-
-def schedule_table(schedule: dict[str, Any]) -> torch.Tensor:
-    """alpha-bar from the card's schedule entry, by MONAI's DDPM scheduler."""
-    from monai.networks.schedulers import DDPMScheduler
-
-    args = dict(schedule)
-    args.pop("scheduler", None)
-    return DDPMScheduler(**args).alphas_cumprod.float()
-
-
 def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -> NetworkPrior:
     """Load a prior card and its safetensors weights into a NetworkPrior."""
     from safetensors.torch import load_file
@@ -188,21 +166,6 @@ def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -
         data_range=tuple(intensity.get("data_range", (-1.0, 1.0))),
         card=card,
     )
-
-
-def save_prior(path: str | Path, network: torch.nn.Module, card: dict[str, Any]) -> Path:
-    """Write `network`'s weights (safetensors) and its card (JSON) as path.safetensors / path.json."""
-    from safetensors.torch import save_file
-
-    from medrecon.io import atomic_path, write_json
-
-    path = Path(path)
-    weights = path.with_suffix(".safetensors")
-    with atomic_path(weights) as tmp:
-        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp))
-    card = {**card, "weights": weights.name}
-    write_json(path.with_suffix(".json"), card)
-    return path.with_suffix(".json")
 
 
 def is_monai_bundle(path: str | Path) -> bool:

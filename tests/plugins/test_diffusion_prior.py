@@ -28,7 +28,7 @@ CARD = {
 
 @pytest.fixture(scope="module")
 def card_path(tmp_path_factory):
-    from medrecon_priors.network import build_unet
+    from medrecon.prior_card import build_unet
 
     torch.manual_seed(0)
     return save_prior(tmp_path_factory.mktemp("prior") / "tiny", build_unet(ARCH), CARD)
