@@ -23,19 +23,11 @@ import torch
 import medrecon
 from medrecon.demo import sample_volume
 from medrecon.prior_card import build_unet, schedule_table
+from medrecon.training import CPU_ARCHITECTURE
 from medrecon_priors import NetworkPrior
 from medrecon_samplers import DDS, DPS, DiffusionMBIR, PiGDM
 
-ARCH = {
-    "class": "DiffusionModelUNet",
-    "spatial_dims": 2,
-    "in_channels": 1,
-    "out_channels": 1,
-    "channels": [32, 64, 64],
-    "attention_levels": [False, True, True],
-    "num_res_blocks": 1,
-    "num_head_channels": 32,
-}
+ARCH = CPU_ARCHITECTURE  # the architecture medrecon train-prior uses on a CPU
 
 
 class NetworkClock:
