@@ -22,18 +22,10 @@ EXIT_CANCELLED = 130
 DEVICE_HELP = "auto (CUDA if present), cpu, cuda or cuda:N"
 
 
-def _parse_value(text: str) -> Any:
-    """A TOML value (8, 0.5, true, [0, 90], "x"); anything else is taken as a bare string."""
-    from medrecon.recipe import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _parse_params(items: tuple[str, ...], default_section: str | None) -> dict[str, dict[str, Any]]:
     """-p key=value / -p section.key=value -> {section: {key: value}}."""
+    from medrecon.recipe import parse_value
+
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -47,7 +39,7 @@ def _parse_params(items: tuple[str, ...], default_section: str | None) -> dict[s
                     f"or sampler.{key}=..."
                 )
             section, name = default_section, key
-        out.setdefault(section, {})[name] = _parse_value(value)
+        out.setdefault(section, {})[name] = parse_value(value)
     return out
 
 

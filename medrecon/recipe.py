@@ -20,6 +20,17 @@ from medrecon.plugin import HOOKS, PluginHost
 SECTIONS = tuple(HOOKS)  # ("operator", "prior", "sampler")
 
 
+def parse_value(text: str) -> Any:
+    """A parameter typed as text: a TOML value (8, 0.5, true, [0, 90], "x"), else the bare string.
+
+    Used for -p key=value on the command line and the text fields of the napari forms.
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
 @dataclass(frozen=True)
 class ComponentRecipe:
     """A component by name with its parameters."""

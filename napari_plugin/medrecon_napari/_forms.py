@@ -40,7 +40,7 @@ def form_values(form, spec) -> dict[str, Any]:
     """The form's values that differ from the factory defaults (text fields parsed as TOML)."""
     from magicgui.widgets import LineEdit
 
-    from medrecon.cli import _parse_value
+    from medrecon.recipe import parse_value
 
     defaults = {p.name: None if p.required else p.default for p in spec.parameters}
     out = {}
@@ -49,7 +49,7 @@ def form_values(form, spec) -> dict[str, Any]:
         if isinstance(widget, LineEdit):
             if value == "":
                 continue
-            value = _parse_value(value)
+            value = parse_value(value)
         if value != defaults.get(widget.name):
             out[widget.name] = list(value) if isinstance(value, tuple) else value
     return out
