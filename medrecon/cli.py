@@ -275,9 +275,30 @@ class _progress_bar:
 @click.argument("volumes", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Prior path (no suffix).")
 @click.option("--steps", type=int, default=1000, show_default=True)
-@click.option("--image-size", type=int, default=64, show_default=True)
+@click.option(
+    "--image-size",
+    type=int,
+    default=None,
+    help="64 for images; for kernels the kernel size rounded up to 4s.",
+)
 @click.option("--axis", type=int, default=2, show_default=True, help="Slice axis after RAS (2: axial).")
 @click.option("--holdout", default=None, help="Held-out slab of slice indices START:STOP (validation only).")
+@click.option(
+    "--holdout-guard",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Slices either side of the slab used by neither.",
+)
+@click.option("--notice", default="", help="Where the data came from and its licence, written into the card.")
+@click.option(
+    "--kernels",
+    "kernel_count",
+    type=int,
+    default=0,
+    help="Train a blur-kernel prior on this many random kernels instead (no VOLUMES).",
+)
+@click.option("--kernel-size", type=int, default=15, show_default=True, help="Kernel size for --kernels.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
@@ -285,13 +306,34 @@ class _progress_bar:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 def train_prior_command(
-    volumes, out, steps, image_size, axis, holdout, batch_size, lr, checkpoint_every, resume, seed, device
+    volumes,
+    out,
+    steps,
+    image_size,
+    axis,
+    holdout,
+    holdout_guard,
+    notice,
+    kernel_count,
+    kernel_size,
+    batch_size,
+    lr,
+    checkpoint_every,
+    resume,
+    seed,
+    device,
 ):
-    """Train a 2D slice diffusion prior on NIfTI VOLUMES (files or folders): OUT.json + OUT.safetensors."""
+    """Train a 2D slice diffusion prior on NIfTI VOLUMES (files or folders): OUT.json + OUT.safetensors.
+
+    With --kernels N, train a blur-kernel prior (for blind-dps) on N random kernels instead."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from medrecon.training import train_prior
+    from medrecon.training import train_kernel_prior, train_prior
 
+    if kernel_count and volumes:
+        raise RecipeError("--kernels trains on generated kernels: give no VOLUMES with it")
+    if not kernel_count and not volumes:
+        raise RecipeError("give NIfTI VOLUMES to train on (or --kernels N for a kernel prior)")
     files = []
     for path in volumes:
         files += sorted(path.glob("*.nii*")) if path.is_dir() else [path]
@@ -312,21 +354,32 @@ def train_prior_command(
     )
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("train", total=steps, loss=float("nan"))
-        report = train_prior(
-            files,
-            out,
-            steps=steps,
-            image_size=image_size,
-            axis=axis,
-            holdout=slab,
-            batch_size=batch_size,
-            lr=lr,
-            checkpoint_every=checkpoint_every,
-            seed=seed,
-            device=device,
-            resume=resume,
-            progress=lambda step, total, loss: bar.update(task, completed=step, loss=loss),
-        )
+        options = {
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "checkpoint_every": checkpoint_every,
+            "seed": seed,
+            "device": device,
+            "resume": resume,
+            "progress": lambda step, total, loss: bar.update(task, completed=step, loss=loss),
+        }
+        if kernel_count:
+            size = image_size or -(-(kernel_size + 1) // 4) * 4
+            report = train_kernel_prior(
+                out, count=kernel_count, kernel_size=kernel_size, image_size=size, **options
+            )
+        else:
+            report = train_prior(
+                files,
+                out,
+                image_size=image_size or 64,
+                axis=axis,
+                holdout=slab,
+                guard=holdout_guard,
+                data_notice=notice,
+                **options,
+            )
     val = "n/a" if report.validation_loss is None else f"{report.validation_loss:.4f}"
     click.echo(
         f"wrote {report.card}: {report.step} steps, train loss {report.train_loss:.4f}, "
@@ -339,15 +392,30 @@ def train_prior_command(
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("medrecon-demo"), show_default=True)
-@click.option("--quick", is_flag=True, help="A small, fast version (smoke test).")
+@click.option("--quick", is_flag=True, help="A small, fast version (smoke test, about a minute).")
+@click.option(
+    "--case",
+    "case_names",
+    multiple=True,
+    help="Run only this case (repeatable): mri-4x, mri-8x, ct-8view, ct-limited-90, deblur-motion.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.pass_context
-def demo(ctx, out: Path, quick: bool, seed: int, device: str) -> None:
-    """Simulate and reconstruct the built-in sample volume; write NIfTIs and a metrics table."""
+def demo(ctx, out: Path, quick: bool, case_names: tuple[str, ...], seed: int, device: str) -> None:
+    """Reconstruct the shipped brain sample (MRI, CT, blind deblurring) with the brain-axial
+    diffusion prior and classical baselines: NIfTIs, a PNG per case, metrics.md / metrics.json."""
     from medrecon.demo import run_demo
 
-    table = run_demo(out, quick=quick, seed=seed, device=device, host=_host(ctx))
+    table = run_demo(
+        out,
+        quick=quick,
+        case_names=case_names,
+        seed=seed,
+        device=device,
+        host=_host(ctx),
+        log=lambda line: click.echo(line, err=True),
+    )
     click.echo(table)
     click.echo(f"results in {out}")
 

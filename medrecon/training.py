@@ -1,12 +1,14 @@
 """`medrecon train-prior`: train a 2D slice diffusion prior on NIfTI volumes, with MONAI.
 
 Data: LoadImaged, EnsureChannelFirstd, Orientationd (RAS), percentile intensity scaling to the
-prior's range [-1, 1] (0.5th and 99.5th percentiles), slices along `axis` resized to
-`image_size`, a contiguous slab of slices held out for validation, random left-right flips.
-Model: MONAI DiffusionModelUNet with the DDPM scheduler (epsilon prediction), AdamW, an
-exponential moving average (EMA) of the weights. Every `checkpoint_every` steps the EMA weights
-and a prior card (with the validation loss on the held-out slab) are written, with the training
-state beside them for `resume`. Mixed precision (bfloat16 autocast) on CUDA.
+prior's range [-1, 1] (0.5th and 99.5th percentiles), slices along `axis` cropped to the volume's
+in-plane foreground, padded to a square and resized to `image_size`, a contiguous slab of slices
+held out for validation (with optional guard slices around it that neither side uses), light
+augmentation (left-right flips, small rotations and zooms). Model: MONAI DiffusionModelUNet with the
+DDPM scheduler (epsilon prediction), AdamW, an exponential moving average (EMA) of the weights
+(decay warmed up as (1 + n) / (10 + n)). Every `checkpoint_every` steps the EMA weights and a prior
+card (with the validation loss on the held-out slab) are written, with the training state beside
+them for `resume`. Mixed precision (bfloat16 autocast) on CUDA.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medrecon.errors import InputError
@@ -30,9 +33,15 @@ CPU_ARCHITECTURE = {
     "in_channels": 1,
     "out_channels": 1,
     "channels": [32, 64, 64],
-    "attention_levels": [False, True, True],
+    "attention_levels": [False, False, True],
     "num_res_blocks": 1,
     "num_head_channels": 32,
+}
+#: the kernel prior's network: small images (16 x 16), no attention
+KERNEL_ARCHITECTURE = {
+    **CPU_ARCHITECTURE,
+    "channels": [32, 64, 64],
+    "attention_levels": [False, False, False],
 }
 SCHEDULE = {"scheduler": "DDPMScheduler", "num_train_timesteps": 1000, "schedule": "linear_beta"}
 
@@ -47,21 +56,17 @@ class TrainingReport:
     history: list[dict] = field(default_factory=list)
 
 
-def load_slices(
-    paths: Sequence[str | Path], axis: int, image_size: int, holdout: tuple[int, int] | None
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """(train, validation) slices (N, 1, S, S) in [-1, 1], and a description of the data."""
+def load_volume(path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
+    """A NIfTI volume in RAS orientation, intensities 0.5-99.5 percentiles -> [-1, 1]: (X, Y, Z),
+    and its voxel-to-world affine after reorientation."""
     from monai.transforms import (
         Compose,
         EnsureChannelFirstd,
         LoadImaged,
         Orientationd,
-        Resize,
         ScaleIntensityRangePercentilesd,
     )
 
-    if not paths:
-        raise InputError("train-prior needs at least one NIfTI volume")
     load = Compose(
         [
             LoadImaged(keys="image", image_only=True),
@@ -72,19 +77,103 @@ def load_slices(
             ),
         ]
     )
-    resize = Resize((image_size, image_size), mode="area")
-    train, validation = [], []
+    volume = load({"image": str(path)})["image"]
+    if volume.ndim != 4:
+        raise InputError(f"{path}: expected a 3D volume, got shape {tuple(volume.shape[1:])}")
+    return volume[0].as_tensor().float(), np.asarray(volume.affine, dtype=np.float64)
+
+
+def square_slices(volume: torch.Tensor, axis: int, image_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Slices of a RAS volume (X, Y, Z) along its voxel axis `axis` as (N, 1, S, S): the in-plane
+    foreground box of the whole volume, padded with background to a square (aspect ratio kept) and
+    resized to S x S (area averaging).
+
+    The same box serves every slice, so the slices stay a volume with one in-plane pixel size,
+    returned in the geometry (`pixel_scale`: input voxels per output pixel)."""
+    from monai.transforms import Resize
+
+    # medrecon's array layout of a NIfTI (i, j, k) volume is (D, H, W) = (k, j, i) (see medrecon.io),
+    # so slices are taken from that layout: the prior then sees images as reconstructions present them.
+    slices = volume.permute(2, 1, 0).movedim(2 - axis, 0)  # (N, a, b)
+    foreground = (slices > -0.99).any(dim=0)
+    if not foreground.any():
+        raise InputError("the volume is empty (nothing above the background level)")
+    rows = torch.nonzero(foreground.any(dim=1)).flatten()
+    cols = torch.nonzero(foreground.any(dim=0)).flatten()
+    box = [int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1]
+    cropped = slices[:, box[0] : box[1], box[2] : box[3]]
+    side = max(cropped.shape[1:])
+    pad_a, pad_b = side - cropped.shape[1], side - cropped.shape[2]
+    padding = (pad_b // 2, pad_b - pad_b // 2, pad_a // 2, pad_a - pad_a // 2)
+    square = torch.nn.functional.pad(cropped, padding, value=-1.0)
+    resized = Resize((image_size, image_size), mode="area")(square).as_tensor()
+    geometry = {
+        "box": box,
+        "square_side": side,
+        "pixel_scale": side / image_size,
+        "origin": [box[0] - padding[2], box[2] - padding[0]],  # input pixel at the square's corner
+    }
+    return resized[:, None].float(), geometry
+
+
+def holdout_volume(
+    path: str | Path, axis: int, image_size: int, holdout: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out slab exactly as the prior sees it, as a volume in medrecon's (D, H, W) layout
+    with intensities in [0, 1], and the affine that places it over the input volume (in-plane
+    voxels `pixel_scale` times larger, same slice positions)."""
+    volume, affine = load_volume(path)
+    slices, geometry = square_slices(volume, axis, image_size)
+    if not 0 <= holdout[0] < holdout[1] <= len(slices):
+        raise InputError(f"holdout {holdout[0]}:{holdout[1]} is outside the {len(slices)} slices")
+    slab = ((slices[holdout[0] : holdout[1], 0] + 1) / 2).clamp(0, 1)
+    layout_axis = 2 - axis  # the slice axis in (D, H, W)
+    data = slab.movedim(0, layout_axis).numpy().astype(np.float32)
+    scale = geometry["pixel_scale"]
+    in_plane = [n for n in range(3) if n != layout_axis]
+    to_input = np.eye(4)  # output voxel (i, j, k) -> input voxel (i, j, k); NIfTI axis = 2 - layout axis
+    to_input[axis, axis], to_input[axis, 3] = 1.0, holdout[0]
+    for n, corner in zip(in_plane, geometry["origin"], strict=True):
+        nifti_axis = 2 - n
+        to_input[nifti_axis, nifti_axis] = scale
+        to_input[nifti_axis, 3] = corner + 0.5 * scale - 0.5  # pixel centres of the area resize
+    return data, affine @ to_input
+
+
+def write_holdout(
+    volume: str | Path, path: str | Path, axis: int, image_size: int, holdout: tuple[int, int]
+) -> Path:
+    """Write the held-out slab (`holdout_volume`) as NIfTI: the evaluation volume of the prior."""
+    from medrecon.io import save_nifti
+
+    data, affine = holdout_volume(volume, axis, image_size, holdout)
+    return save_nifti(path, data, affine)
+
+
+def load_slices(
+    paths: Sequence[str | Path],
+    axis: int,
+    image_size: int,
+    holdout: tuple[int, int] | None,
+    guard: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """(train, validation) slices (N, 1, S, S) in [-1, 1], and a description of the data.
+
+    Slices with index in `holdout` go to validation only; `guard` slices on either side of the
+    slab are used by neither, so that training never sees the held-out slab's direct neighbours."""
+    if not paths:
+        raise InputError("train-prior needs at least one NIfTI volume")
+    train, validation, geometries = [], [], []
     for path in paths:
-        volume = load({"image": str(path)})["image"].as_tensor().float()  # (1, X, Y, Z)
-        if volume.ndim != 4:
-            raise InputError(f"{path}: expected a 3D volume, got shape {tuple(volume.shape[1:])}")
-        slices = volume[0].movedim(axis, 0)  # (N, a, b) along the chosen axis
+        slices, geometry = square_slices(load_volume(path)[0], axis, image_size)
+        geometries.append(geometry)
         for index, image in enumerate(slices):
             if float(image.max()) <= -0.99:  # empty (background-only) slices teach nothing
                 continue
-            sample = resize(image[None])  # (1, S, S)
-            held = holdout is not None and holdout[0] <= index < holdout[1]
-            (validation if held else train).append(sample)
+            if holdout is not None and holdout[0] <= index < holdout[1]:
+                validation.append(image)
+            elif holdout is None or not holdout[0] - guard <= index < holdout[1] + guard:
+                train.append(image)
     if not train:
         raise InputError("no training slices left (all empty or held out)")
     stack = torch.stack(train)
@@ -93,20 +182,106 @@ def load_slices(
         "files": [Path(p).name for p in paths],
         "axis": axis,
         "holdout": list(holdout) if holdout else None,
+        "holdout_guard": guard if holdout else 0,
         "train_slices": len(train),
         "validation_slices": len(validation),
+        "geometry": geometries,
     }
     return stack, val, data
+
+
+def augment(x0: torch.Tensor, gen: torch.Generator, degrees: float = 10.0, zoom: float = 0.1) -> torch.Tensor:
+    """Light augmentation of a batch in [-1, 1]: left-right flips, rotations of up to `degrees` and
+    zooms of up to +-`zoom`, with background (-1) filling what comes in from outside."""
+    n = len(x0)
+    flip = torch.rand(n, generator=gen) < 0.5
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * torch.pi * degrees / 180
+    scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * zoom
+    sign = torch.where(flip, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = sign * torch.cos(angle) / scale
+    theta[:, 0, 1] = -torch.sin(angle) / scale
+    theta[:, 1, 0] = sign * torch.sin(angle) / scale
+    theta[:, 1, 1] = torch.cos(angle) / scale
+    grid = torch.nn.functional.affine_grid(theta.to(x0.device), list(x0.shape), align_corners=False)
+    warped = torch.nn.functional.grid_sample(x0 + 1, grid, mode="bilinear", align_corners=False)
+    return warped - 1
 
 
 def train_prior(
     volumes: Sequence[str | Path],
     out: str | Path,
     *,
-    steps: int = 1000,
     image_size: int = 64,
     axis: int = 2,
     holdout: tuple[int, int] | None = None,
+    guard: int = 0,
+    data_notice: str = "",
+    **options: Any,
+) -> TrainingReport:
+    """Train (or resume) an image prior on slices of NIfTI volumes; see `fit_prior` for `options`."""
+    train, validation, data = load_slices(volumes, axis, image_size, holdout, guard)
+    data["notice"] = data_notice
+    if holdout is not None and len(volumes) == 1 and not options.get("resume"):
+        write_holdout(volumes[0], Path(out).with_suffix(".holdout.nii.gz"), axis, image_size, holdout)
+    intensity = {"data_range": [-1.0, 1.0], "normalisation": "percentiles 0.5-99.5 -> [-1, 1], clipped"}
+    return fit_prior(train, validation, out, data=data, intensity=intensity, augmentation=True, **options)
+
+
+def kernel_images(kernels: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Blur kernels (N, k, k) as prior images (N, 1, S, S): each divided by its maximum and mapped
+    to [-1, 1], placed at the top-left of an S x S frame of background (-1) (S >= k)."""
+    n, k = kernels.shape[0], kernels.shape[-1]
+    if image_size < k:
+        raise InputError(f"kernel prior image size {image_size} is smaller than the kernels ({k})")
+    peak = kernels.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    images = torch.full((n, 1, image_size, image_size), -1.0)
+    images[:, 0, :k, :k] = 2 * kernels / peak - 1
+    return images
+
+
+def train_kernel_prior(
+    out: str | Path,
+    *,
+    count: int = 4000,
+    kernel_size: int = 15,
+    image_size: int = 16,
+    **options: Any,
+) -> TrainingReport:
+    """Train (or resume) a blur-kernel prior for blind deblurring on `count` random kernels
+    (motion trajectories and Gaussians, `medrecon.kernels.random_kernels`), 10% kept for validation."""
+    from medrecon.kernels import random_kernels
+
+    kernels = torch.from_numpy(random_kernels(count, kernel_size, seed=options.get("seed", 0)))
+    images = kernel_images(kernels, image_size)
+    held = max(count // 10, 1)
+    data = {
+        "kind": "kernel",
+        "source": "medrecon.kernels.random_kernels: half motion trajectories, half anisotropic Gaussians",
+        "kernel_size": kernel_size,
+        "train_kernels": count - held,
+        "validation_kernels": held,
+        "notice": "procedurally generated; no external data",
+    }
+    intensity = {
+        "data_range": [-1.0, 1.0],
+        "normalisation": f"kernel / max -> [-1, 1], at the top-left {kernel_size}x{kernel_size} of the frame",
+    }
+    options.setdefault("architecture", KERNEL_ARCHITECTURE)
+    return fit_prior(
+        images[held:], images[:held], out, data=data, intensity=intensity, augmentation=False, **options
+    )
+
+
+def fit_prior(
+    train: torch.Tensor,
+    validation: torch.Tensor,
+    out: str | Path,
+    *,
+    data: dict[str, Any],
+    intensity: dict[str, Any],
+    augmentation: bool = True,
+    steps: int = 1000,
     batch_size: int = 16,
     lr: float = 2e-4,
     ema_decay: float = 0.999,
@@ -115,17 +290,17 @@ def train_prior(
     device: str | torch.device = "cpu",
     resume: bool = False,
     architecture: dict[str, Any] | None = None,
-    data_notice: str = "",
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainingReport:
-    """Train (or resume) and write out.safetensors + out.json (EMA weights) and out.state.pt."""
+    """Train a DDPM (epsilon prediction) on images (N, 1, S, S) in [-1, 1]; write out.safetensors +
+    out.json (EMA weights and prior card) and out.state.pt (to resume) every `checkpoint_every` steps."""
     from monai.networks.schedulers import DDPMScheduler
 
     from medrecon.device import resolve_device
 
     out = Path(out)
     dev = resolve_device(device)
-    train, validation, data = load_slices(volumes, axis, image_size, holdout)
+    image_size = train.shape[-1]
     arch = dict(architecture or CPU_ARCHITECTURE)
     torch.manual_seed(seed)
     network = build_unet(arch).to(dev)
@@ -152,9 +327,7 @@ def train_prior(
     loss_value, val_loss = float("nan"), None
     for step in range(start_step, steps):
         idx = torch.randint(0, len(train), (batch_size,), generator=gen)
-        x0 = train[idx]
-        flip = torch.rand(batch_size, generator=gen) < 0.5
-        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0).to(dev)
+        x0 = (augment(train[idx], gen) if augmentation else train[idx]).to(dev)
         t = torch.randint(0, len(abar), (batch_size,), generator=gen).to(dev)
         eps = torch.randn(x0.shape, generator=gen).to(dev)
         a = abar[t].reshape(-1, 1, 1, 1)
@@ -165,15 +338,16 @@ def train_prior(
         loss.backward()
         optimizer.step()
         with torch.no_grad():
+            decay = min(ema_decay, (1 + step) / (10 + step))  # warm-up: early weights fade fast
             for e, p in zip(ema.parameters(), network.parameters(), strict=True):
-                e.lerp_(p, 1 - ema_decay)
+                e.lerp_(p, 1 - decay)
         loss_value = float(loss.detach())
         if progress is not None:
             progress(step + 1, steps, loss_value)
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
             val_loss = validation_loss(ema, validation, abar, seed) if len(validation) else None
             history.append({"step": step + 1, "train_loss": loss_value, "validation_loss": val_loss})
-            card = _card(arch, image_size, data, step + 1, history, data_notice)
+            card = _card(arch, image_size, intensity, data, step + 1, history)
             save_prior(out, ema, card)
             with atomic_path(state_path) as tmp:
                 torch.save(
@@ -211,7 +385,7 @@ def validation_loss(network, slices: torch.Tensor, abar: torch.Tensor, seed: int
     return total / slices.numel()
 
 
-def _card(arch, image_size, data, step, history, notice) -> dict[str, Any]:
+def _card(arch, image_size, intensity, data, step, history) -> dict[str, Any]:
     from medrecon import __version__
 
     return {
@@ -219,12 +393,12 @@ def _card(arch, image_size, data, step, history, notice) -> dict[str, Any]:
         "schedule": SCHEDULE,
         "prediction": "epsilon",
         "image_size": [image_size, image_size],
-        "intensity": {"data_range": [-1.0, 1.0], "normalisation": "percentiles 0.5-99.5 -> [-1, 1], clipped"},
+        "intensity": intensity,
         "training": {
             "data": data,
             "steps": step,
             "history": history,
-            "notice": notice,
+            "notice": data.get("notice", ""),
             "medrecon": __version__,
         },
     }

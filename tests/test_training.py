@@ -19,10 +19,10 @@ ARCH = {"class": "DiffusionModelUNet", **TINY_UNET}
 
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory):
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
 
     path = tmp_path_factory.mktemp("train") / "v.nii.gz"
-    nib.save(nib.Nifti1Image(sample_volume((24, 32, 32)).transpose(2, 1, 0), np.eye(4)), str(path))
+    nib.save(nib.Nifti1Image(phantom_volume((24, 32, 32)).transpose(2, 1, 0), np.eye(4)), str(path))
     return path
 
 
@@ -80,3 +80,65 @@ def test_bad_training_requests(volume, tmp_path):
         main, ["train-prior", str(volume), "-o", str(tmp_path / "x"), "--holdout", "9:3"]
     )
     assert result.exit_code == 2 and "--holdout must be START:STOP" in result.output
+    result = CliRunner().invoke(
+        main, ["train-prior", str(volume), "-o", str(tmp_path / "k"), "--kernels", "8"]
+    )
+    assert result.exit_code == 2 and "give no VOLUMES" in result.output
+
+
+def test_slices_keep_their_aspect_and_the_guard_is_unused(tmp_path):
+    """A 40 x 20 (i x j) box of anatomy: cropped to it, padded to 40 x 40, resized; held-out and
+    guard slices never reach training."""
+    from medrecon.training import load_slices, square_slices
+
+    data = np.zeros((60, 50, 30), dtype=np.float32)  # NIfTI (i, j, k)
+    data[10:50, 20:40, 2:28] = 1.0
+    data[10:50, 20:40, 2:28] += np.linspace(0, 1, 40)[:, None, None]  # varies along i only
+    path = tmp_path / "box.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    slices, geometry = square_slices(torch.as_tensor(data * 2 - 1), 2, 20)
+    assert geometry["box"] == [20, 40, 10, 50] and geometry["square_side"] == 40
+    middle = slices[15, 0]  # rows are j (padded 10 above and below), columns are i
+    assert bool((middle[:5] == -1).all()) and bool((middle[15:] == -1).all())
+    assert float(middle[10, -1]) > float(middle[10, 0])  # brighter with i, along the columns
+    train, validation, info = load_slices([path], 2, 20, (10, 14), guard=3)
+    assert len(validation) == 4 and info["validation_slices"] == 4
+    assert len(train) == 26 - 4 - 2 * 3 and info["holdout_guard"] == 3
+
+
+def test_the_held_out_slab_is_written_where_it_lies(volume, tmp_path):
+    from medrecon.io import load_nifti
+    from medrecon.training import holdout_volume
+
+    train(volume, tmp_path / "prior", steps=1)
+    written = load_nifti(tmp_path / "prior.holdout.nii.gz")
+    slab, affine = holdout_volume(volume, 2, 16, (10, 14))
+    assert written.data.shape == (4, 16, 16) and np.allclose(written.data, slab, atol=1e-6)
+    assert np.allclose(written.affine, affine) and slab.min() >= 0 and slab.max() <= 1
+    # the first held-out slice sits at slice 10 of the input; about 32 input pixels became 16
+    assert affine[2, 3] == pytest.approx(10) and 1.5 < affine[0, 0] == affine[1, 1] <= 2.0
+
+
+def test_kernel_prior_from_the_command_line(tmp_path):
+    from medrecon.cli import main
+
+    out = tmp_path / "kernels"
+    result = CliRunner().invoke(
+        main,
+        [
+            "train-prior",
+            "--kernels",
+            "12",
+            "--kernel-size",
+            "5",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["data"]["kind"] == "kernel" and card["image_size"] == [8, 8]

@@ -1,10 +1,14 @@
-"""Blur kernels: anisotropic Gaussians, random motion trajectories, and projection onto valid kernels."""
+"""Blur kernels: anisotropic Gaussians, random motion trajectories, projection onto valid kernels,
+and random kernel collections to train a kernel prior on.
+
+They live in the core because both the blur operator (medrecon_deconv) and `medrecon train-prior
+--kernels` use them."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from medrecon import InputError
+from medrecon.errors import InputError
 
 
 def _check_size(size: int, ndim: int) -> None:
@@ -80,3 +84,22 @@ def project_kernel(kernel):
         out[tuple(s // 2 for s in out.shape)] = 1
         return out
     return clipped / total
+
+
+def random_kernels(count: int, size: int, seed: int = 0) -> np.ndarray:
+    """`count` random blur kernels (count, size, size), each summing to one: half motion trajectories
+    (support 5 .. size pixels, intensity 0 .. 1), half anisotropic Gaussians (sigmas 0.5 .. size / 5
+    pixels, any angle), each centred in the size x size frame."""
+    _check_size(size, 2)
+    rng = np.random.default_rng(seed)
+    out = np.zeros((count, size, size), dtype=np.float32)
+    for i in range(count):
+        if i % 2 == 0:
+            support = int(rng.choice(np.arange(5, size + 1, 2)))
+            kernel = motion_kernel(support, 2, float(rng.uniform(0, 1)), int(rng.integers(2**31)))
+        else:
+            sigma = tuple(float(s) for s in rng.uniform(0.5, max(size / 5, 0.6), 2))
+            kernel = gaussian_kernel(size, sigma, float(rng.uniform(0, 180)))
+        pad = (size - kernel.shape[0]) // 2
+        out[i, pad : pad + kernel.shape[0], pad : pad + kernel.shape[1]] = kernel
+    return out
