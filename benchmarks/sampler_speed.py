@@ -3,7 +3,7 @@
     python benchmarks/sampler_speed.py [--json PATH] [--device cpu|cuda] [--steps N] [--size D H W]
 
 The network is a MONAI DiffusionModelUNet of the architecture medrecon trains on a CPU
-(channels 32-64-64, attention at the two lower levels), randomly initialised: the time a sampler
+(channels 32-64-64, attention at the lowest level), randomly initialised: the time a sampler
 spends outside the network does not depend on the weights. Problem: 8-coil 4x MRI of a Shepp-Logan
 volume. Network time is measured by forward hooks (CUDA-synchronised on a GPU). Peak memory is
 torch's peak allocation on CUDA, or the process's peak resident set on the CPU (cumulative over rows).
@@ -21,8 +21,8 @@ import time
 import torch
 
 import medrecon
-from medrecon.demo import sample_volume
 from medrecon.prior_card import build_unet, schedule_table
+from medrecon.samples import phantom_volume
 from medrecon.training import CPU_ARCHITECTURE
 from medrecon_priors import NetworkPrior
 from medrecon_samplers import DDS, DPS, DiffusionMBIR, PiGDM
@@ -80,7 +80,7 @@ def main() -> None:
         network, schedule_table({"num_train_timesteps": 1000}), slice_batch=args.slice_batch
     ).to(device)
     clock = NetworkClock(network, device)
-    truth = sample_volume(tuple(args.size))
+    truth = phantom_volume(tuple(args.size))
     m = medrecon.simulate(
         truth, {"name": "mri-multicoil", "coils": 8, "acceleration": 4}, noise_std=0.01, seed=0
     )

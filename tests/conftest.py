@@ -28,9 +28,9 @@ def host() -> medrecon.PluginHost:
 @pytest.fixture
 def phantom() -> np.ndarray:
     """A small 3D Shepp-Logan phantom, (D, H, W) = (8, 32, 32), float32 in [0, 1]."""
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
 
-    return sample_volume((8, 32, 32))
+    return phantom_volume((8, 32, 32))
 
 
 @pytest.fixture

@@ -28,14 +28,14 @@ def test_readme_monai_pipeline_runs_as_written(tmp_path, monkeypatch, capsys):
     import nibabel as nib
     import numpy as np
 
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
 
     readme = (ROOT / "README.md").read_text()
     code = readme.split("## In a MONAI pipeline", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "volumes").mkdir()
     for i in range(2):
         nib.save(
-            nib.Nifti1Image(sample_volume((8, 32, 32)).transpose(2, 1, 0), np.eye(4)),
+            nib.Nifti1Image(phantom_volume((8, 32, 32)).transpose(2, 1, 0), np.eye(4)),
             str(tmp_path / "volumes" / f"v{i}.nii.gz"),
         )
     monkeypatch.chdir(tmp_path)

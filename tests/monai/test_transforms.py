@@ -22,7 +22,7 @@ DDS = {
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
 
     folder = tmp_path_factory.mktemp("volumes")
     out = []
@@ -31,7 +31,7 @@ def files(tmp_path_factory):
         affine[:3, 3] = [i, -5.0, 10.0]
         path = folder / f"vol{i}.nii.gz"
         nib.save(
-            nib.Nifti1Image((sample_volume((8, 32, 32)) * (1 + i)).transpose(2, 1, 0), affine), str(path)
+            nib.Nifti1Image((phantom_volume((8, 32, 32)) * (1 + i)).transpose(2, 1, 0), affine), str(path)
         )
         out.append({"image": str(path)})
     return out

@@ -61,3 +61,16 @@ def test_sample_phantom_opens(make_napari_viewer):
     viewer.open_sample("medrecon", "shepp-logan-3d")
     layer = viewer.layers["shepp-logan-3d"]
     assert layer.data.shape == (64, 128, 128) and float(layer.data.max()) == pytest.approx(1.0)
+
+
+def test_brain_sample_opens_placed_by_its_affine(make_napari_viewer):
+    from medrecon.samples import brain_sample
+
+    volume, affine = brain_sample()
+    viewer = make_napari_viewer()
+    viewer.open_sample("medrecon", "brain-axial")
+    layer = viewer.layers["brain-axial sample"]
+    np.testing.assert_array_equal(layer.data, volume)
+    # (D, H, W) = (k, j, i): slices 1 mm apart, pixels 181 / 64 mm, at the template's position
+    np.testing.assert_allclose(np.diag(layer.affine.affine_matrix)[:3], [1.0, 181 / 64, 181 / 64])
+    np.testing.assert_allclose(layer.affine.affine_matrix[:3, 3], affine[[2, 1, 0], 3])

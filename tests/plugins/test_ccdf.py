@@ -14,10 +14,10 @@ from medrecon_samplers import CCDF, DDS
 
 @pytest.fixture(scope="module")
 def mri_problem():
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
     from tests.helpers import builtin_host
 
-    truth = sample_volume((8, 32, 32))
+    truth = phantom_volume((8, 32, 32))
     host = builtin_host()
     m = medrecon.simulate(
         truth, {"name": "mri-multicoil", "acceleration": 4}, noise_std=0.01, seed=0, host=host

@@ -147,10 +147,10 @@ def test_impossible_3d_requests_get_clear_errors():
 
 
 def test_3d_espirit_maps_from_the_measurement(host):
-    from medrecon.demo import sample_volume
     from medrecon.metrics import psnr
+    from medrecon.samples import phantom_volume
 
-    truth = sample_volume((24, 32, 32))
+    truth = phantom_volume((24, 32, 32))
     op = {
         "name": "mri-multicoil",
         "acceleration": 3,

@@ -13,9 +13,9 @@ from tests.helpers import builtin_host
 
 @pytest.fixture(scope="module")
 def sparse_ct():
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
 
-    truth = sample_volume((8, 64, 64))
+    truth = phantom_volume((8, 64, 64))
     host = builtin_host()
     m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 8}, noise_std=0.05, seed=0, host=host)
     return truth, m, host

@@ -28,10 +28,10 @@ def test_admm_tv_step_converges_to_the_tv_z_prox_for_denoising():
 
 @pytest.fixture(scope="module")
 def sparse_ct_volume():
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
     from tests.helpers import builtin_host
 
-    truth = sample_volume((8, 32, 32))
+    truth = phantom_volume((8, 32, 32))
     host = builtin_host()
     m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 8}, noise_std=0.05, seed=0, host=host)
     op = medrecon.build_operator(m.operator, arrays=m.arrays, host=host)

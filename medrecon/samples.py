@@ -1,0 +1,31 @@
+"""Built-in sample data: the held-out brain slab shipped with the brain-axial prior, and phantoms."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+#: axial slices 80-95 of the MNI152 2009a T1 template at the brain-axial prior's 64 x 64 resolution,
+#: held out of that prior's training (see its prior card); intensities in [0, 1]
+BRAIN_SAMPLE = "brain_axial_holdout.nii.gz"
+
+
+def brain_sample_path() -> Path:
+    return Path(str(files("medrecon") / "data" / BRAIN_SAMPLE))
+
+
+def brain_sample() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped brain sample as a (D, H, W) float32 volume in [0, 1] and its affine."""
+    from medrecon.io import load_nifti
+
+    volume = load_nifti(brain_sample_path())
+    return volume.data.astype(np.float32), volume.affine
+
+
+def phantom_volume(shape: tuple[int, int, int] = (16, 64, 64)) -> np.ndarray:
+    """A 3D Shepp-Logan phantom (sigpy), float32 in [0, 1], (D, H, W)."""
+    import sigpy
+
+    return np.abs(sigpy.shepp_logan(shape)).astype(np.float32)
