@@ -230,6 +230,11 @@ class Diffusion(NetworkPrior):
             loaded = load_bundle_prior(weights, slice_axis, slice_batch, data_range or (-1.0, 1.0))
         else:
             loaded = load_prior(weights, slice_axis, slice_batch)
+            if loaded.card.get("training", {}).get("data", {}).get("kind") == "kernel":
+                raise InputError(
+                    f"weights {weights!r} are a blur-kernel prior, not an image prior: "
+                    "give them to blind-dps as kernel_prior"
+                )
             if data_range is not None:
                 loaded.data_range = (float(data_range[0]), float(data_range[1]))
         super().__init__(

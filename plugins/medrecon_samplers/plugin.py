@@ -1,6 +1,7 @@
 """Registers the built-in samplers with medrecon (entry point `samplers`)."""
 
 import medrecon
+from medrecon_samplers.blind import BlindDPS, BlindTV
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
 from medrecon_samplers.diffusion import CCDF, DDS, DPS, MCG, MMPS, DiffusionMBIR, PiGDM
 
@@ -32,6 +33,16 @@ SAMPLERS = (
         "Come-closer-diffuse-faster (Chung et al. 2022): diffuse a classical estimate, short reverse",
     ),
     ("dds", DDS, "Decomposed diffusion sampling (Chung et al. 2024): Tweedie, CG data consistency, DDIM"),
+    (
+        "blind-dps",
+        BlindDPS,
+        "BlindDPS (Chung et al. 2023): image and blur kernel diffused jointly, each with its own prior",
+    ),
+    (
+        "blind-tv",
+        BlindTV,
+        "Blind deconvolution by alternating TV image (ADMM) and projected-gradient kernel updates",
+    ),
 )
 
 

@@ -1,0 +1,147 @@
+"""Blind deblurring: the kernel prior, BlindDPS and the classical blind TV baseline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import medrecon
+from medrecon.metrics import psnr
+from medrecon.training import kernel_images, train_kernel_prior, train_prior
+from tests.helpers import TINY_UNET
+
+ARCH = {"class": "DiffusionModelUNet", **TINY_UNET}
+
+
+@pytest.fixture(scope="module")
+def kernel_prior(tmp_path_factory):
+    """A tiny kernel prior (7 x 7 kernels in 8 x 8 frames), trained for a few steps."""
+    out = tmp_path_factory.mktemp("kprior") / "kernels"
+    report = train_kernel_prior(
+        out,
+        count=40,
+        kernel_size=7,
+        image_size=8,
+        steps=4,
+        batch_size=4,
+        checkpoint_every=4,
+        architecture=ARCH,
+    )
+    return report.card
+
+
+@pytest.fixture(scope="module")
+def blurred(tmp_path_factory):
+    from medrecon.samples import phantom_volume
+    from tests.helpers import builtin_host
+
+    truth = phantom_volume((2, 16, 16))
+    op = {"name": "blind-deconv", "kernel_type": "motion", "kernel_size": 5, "seed": 1}
+    return truth, medrecon.simulate(truth, op, noise_std=0.01, seed=0, host=builtin_host())
+
+
+def test_kernel_prior_card_says_what_it_models(kernel_prior):
+    card = json.loads(kernel_prior.read_text())
+    data = card["training"]["data"]
+    assert data["kind"] == "kernel" and data["kernel_size"] == 7
+    assert data["train_kernels"] == 36 and data["validation_kernels"] == 4
+    assert card["image_size"] == [8, 8] and "kernel / max" in card["intensity"]["normalisation"]
+    assert card["training"]["history"][-1]["validation_loss"] is not None
+
+
+def test_kernel_frame_gives_back_the_kernels_it_was_trained_on(kernel_prior):
+    from medrecon.kernels import random_kernels
+    from medrecon_priors.network import load_prior
+    from medrecon_samplers.blind import KernelFrame
+
+    prior = load_prior(str(kernel_prior))
+    kernels = torch.from_numpy(random_kernels(6, 7, seed=2))
+    images = kernel_images(kernels, 8)
+    assert images.shape == (6, 1, 8, 8) and images.min() == -1 and images.max() == 1
+    back = KernelFrame(prior, (7, 7)).kernel(images[:, 0])
+    torch.testing.assert_close(back, kernels, atol=1e-6, rtol=1e-5)
+    centre = KernelFrame(prior, (3, 3)).kernel(images[:, 0])  # a smaller kernel: the central 3 x 3
+    expected = kernels[:, 2:5, 2:5] / kernels[:, 2:5, 2:5].sum(dim=(-2, -1), keepdim=True)
+    torch.testing.assert_close(centre, expected, atol=1e-6, rtol=1e-5)
+    with pytest.raises(medrecon.InputError, match="up to 7x7"):
+        KernelFrame(prior, (9, 9))
+
+
+def blind_dps(kernel_prior, **params):
+    recipe = {"name": "blind-dps", "steps": 4, "kernel_prior": str(kernel_prior), **params}
+    return {
+        "prior": {"name": "gaussian", "kind": "diagonal", "mean": 0.3, "variance": 0.1},
+        "sampler": recipe,
+    }
+
+
+def test_blind_dps_returns_an_image_and_a_valid_kernel(kernel_prior, blurred, host):
+    truth, m = blurred
+    result = medrecon.reconstruct(blind_dps(kernel_prior), m, seed=1, host=host)
+    kernel = result.extras["kernel"]
+    assert result.image.shape == truth.shape and torch.isfinite(result.image).all()
+    assert kernel.shape == (5, 5) and float(kernel.min()) >= 0
+    assert float(kernel.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert result.info["nfe"] == 8 and result.info["kernel_prior"] == str(kernel_prior)
+    again = medrecon.reconstruct(blind_dps(kernel_prior), m, seed=1, host=host)
+    other = medrecon.reconstruct(blind_dps(kernel_prior), m, seed=2, host=host)
+    assert torch.equal(result.image, again.image) and torch.equal(kernel, again.extras["kernel"])
+    assert not torch.equal(result.image, other.image)
+
+
+def test_blind_dps_draws_samples_with_a_kernel_each(kernel_prior, blurred, host):
+    _, m = blurred
+    result = medrecon.reconstruct(blind_dps(kernel_prior, samples=3), m, seed=0, host=host)
+    assert result.samples.shape == (3, *m.y.shape) and result.std.shape == m.y.shape
+    assert result.extras["kernel_std"].shape == (5, 5) and float(result.extras["kernel_std"].max()) > 0
+
+
+def test_blind_dps_refuses_what_it_cannot_use(kernel_prior, blurred, host, tmp_path, phantom):
+    _, m = blurred
+    image_prior = train_prior(
+        [_nifti(phantom, tmp_path)],
+        tmp_path / "image",
+        image_size=8,
+        steps=1,
+        batch_size=2,
+        architecture=ARCH,
+    ).card
+    with pytest.raises(medrecon.InputError, match="must be a kernel prior"):
+        medrecon.reconstruct(blind_dps(image_prior), m, host=host)
+    mri = medrecon.simulate(
+        phantom[:2], {"name": "mri-multicoil", "acceleration": 2}, noise_std=0.0, host=host
+    )
+    with pytest.raises(medrecon.IncompatibleError, match="blind operator"):
+        medrecon.reconstruct(blind_dps(kernel_prior), mri, host=host)
+
+
+def _nifti(volume, tmp_path):
+    import nibabel as nib
+
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(volume.transpose(2, 1, 0), np.eye(4)), str(path))
+    return path
+
+
+def test_blind_tv_sharpens_and_estimates_the_kernel(host):
+    from medrecon.samples import phantom_volume
+
+    truth = phantom_volume((4, 64, 64))
+    op = {"name": "blind-deconv", "kernel_type": "motion", "kernel_size": 9, "intensity": 0.5}
+    m = medrecon.simulate(truth, op, noise_std=0.01, seed=0, host=host)
+    recipe = {"prior": {"name": "tv", "weight": 0.002}, "sampler": {"name": "blind-tv", "initial_sigma": 2.0}}
+    result = medrecon.reconstruct(recipe, m, host=host)
+    true_kernel = m.arrays["kernel"]
+    r = np.arange(9) - 4
+    start = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / 8.0)
+    start /= start.sum()
+
+    def kernel_error(k):
+        return np.linalg.norm(k - true_kernel) / np.linalg.norm(true_kernel)
+
+    estimate = result.extras["kernel"].numpy()
+    assert kernel_error(estimate) < 0.85 * kernel_error(start)
+    assert psnr(truth, result.image.numpy()) > psnr(truth, m.y) + 1.0
