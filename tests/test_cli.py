@@ -166,14 +166,46 @@ def test_shape_mismatch_in_a_bundle_is_reported(tmp_path, bundle):
     assert "mask shape (32, 30) does not match the image: expected (32, 32)" in result.output
 
 
-def test_demo_quick_writes_reconstructions_and_metrics(tmp_path):
+def test_demo_quick_writes_figures_reconstructions_and_metrics(tmp_path):
+    import nibabel as nib
+    from PIL import Image
+
+    from medrecon.demo import demo_volume
+
     out = tmp_path / "demo"
-    run("demo", "--out", out, "--quick", "--device", "cpu")
+    run("demo", "--out", out, "--quick", "--device", "cpu", "--case", "mri-8x", "--case", "deblur-motion")
     rows = json.loads((out / "metrics.json").read_text())
-    by_method = {r["method"]: r for r in rows}
-    assert by_method["cg"]["psnr_db"] > by_method["adjoint"]["psnr_db"]
-    assert (out / "metrics.md").read_text().startswith("| case |")
-    assert (out / "mri-8coil-4x_cg.nii.gz").is_file() and (out / "mri-8coil-4x_cg.json").is_file()
+    assert [r["method"] for r in rows] == [
+        "zero-filled",
+        "CG-SENSE",
+        "sigpy TV",
+        "DDS + TV-z",
+        "TV, true kernel",
+        "blind TV",
+        "BlindDPS",
+    ]
+    mri = {r["method"]: r for r in rows if r["case"] == "mri-8x"}
+    assert mri["DDS + TV-z"]["nfe"] == 10 and mri["DDS + TV-z"]["psnr_db"] > mri["zero-filled"]["psnr_db"]
+    blind = {r["method"]: r for r in rows if r["case"] == "deblur-motion"}
+    assert blind["blind TV"]["kernel_rel_error"] < 1.0  # closer to the truth than no kernel at all
+    kernel = nib.load(str(out / "deblur-motion_blinddps_kernel.nii.gz")).get_fdata()
+    assert (
+        kernel.squeeze().shape == (9, 9) and kernel.min() >= 0 and kernel.sum() == pytest.approx(1, abs=1e-4)
+    )
+    assert (out / "metrics.md").read_text().startswith("| case | method | psnr_db | ssim | seconds | nfe |")
+    for case in ("mri-8x", "deblur-motion"):
+        with Image.open(out / f"{case}.png") as figure:
+            assert figure.format == "PNG" and figure.width > 4 * figure.height
+    _, affine = demo_volume(quick=True)
+    written = nib.load(str(out / "mri-8x_dds-tv-z.nii.gz"))
+    np.testing.assert_allclose(written.affine, affine, atol=1e-5)
+    assert written.shape == (64, 64, 4) and (out / "mri-8x_dds-tv-z.json").is_file()
+
+
+def test_demo_names_an_unknown_case(tmp_path):
+    result = run("demo", "--out", tmp_path / "d", "--quick", "--case", "mri-16x", ok=False)
+    assert result.exit_code == 2
+    assert "unknown demo case(s) 'mri-16x'; choose from mri-4x, mri-8x" in result.output
 
 
 def test_the_installed_console_script_runs():

@@ -26,18 +26,16 @@ def test_ci_runs_the_readme_commands():
 
 def test_readme_monai_pipeline_runs_as_written(tmp_path, monkeypatch, capsys):
     import nibabel as nib
-    import numpy as np
 
-    from medrecon.samples import phantom_volume
+    from medrecon.samples import brain_sample
 
     readme = (ROOT / "README.md").read_text()
     code = readme.split("## In a MONAI pipeline", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "volumes").mkdir()
-    for i in range(2):
-        nib.save(
-            nib.Nifti1Image(phantom_volume((8, 32, 32)).transpose(2, 1, 0), np.eye(4)),
-            str(tmp_path / "volumes" / f"v{i}.nii.gz"),
-        )
+    volume, affine = brain_sample()
+    for i in range(2):  # the held-out brain slab as two 8-slice volumes
+        part = volume[8 * i : 8 * (i + 1)]
+        nib.save(nib.Nifti1Image(part.transpose(2, 1, 0), affine), str(tmp_path / "volumes" / f"v{i}.nii.gz"))
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     lines = [line for line in capsys.readouterr().out.splitlines() if "SSIM" in line]

@@ -135,6 +135,13 @@ def load_card(weights: str | Path) -> tuple[dict[str, Any], Path]:
     return card, card_path
 
 
+def card_kind(card: dict[str, Any]) -> str:
+    """What a prior card's network models: "kernel" for blur-kernel priors, else "image"."""
+    training = card.get("training")
+    data = training.get("data") if isinstance(training, dict) else None
+    return data.get("kind", "image") if isinstance(data, dict) else "image"
+
+
 def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -> NetworkPrior:
     """Load a prior card and its safetensors weights into a NetworkPrior."""
     from safetensors.torch import load_file
@@ -230,7 +237,7 @@ class Diffusion(NetworkPrior):
             loaded = load_bundle_prior(weights, slice_axis, slice_batch, data_range or (-1.0, 1.0))
         else:
             loaded = load_prior(weights, slice_axis, slice_batch)
-            if loaded.card.get("training", {}).get("data", {}).get("kind") == "kernel":
+            if card_kind(loaded.card) == "kernel":
                 raise InputError(
                     f"weights {weights!r} are a blur-kernel prior, not an image prior: "
                     "give them to blind-dps as kernel_prior"

@@ -19,11 +19,11 @@ def viewer_with_widget(make_napari_viewer, monkeypatch):
     host.register(ToyPlugin(), name="toy", distribution="toy-dist", version="0.1")  # a third party
     monkeypatch.setattr(plugin, "_default_host", host)
     viewer = make_napari_viewer()
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
 
     affine = np.diag([2.0, 0.8, 0.8, 1.0])
     affine[:3, 3] = [10.0, -4.0, 3.0]
-    layer = viewer.add_image(sample_volume((4, 32, 32)), name="phantom", affine=affine)
+    layer = viewer.add_image(phantom_volume((4, 32, 32)), name="phantom", affine=affine)
     _, widget = viewer.window.add_plugin_dock_widget("medrecon", "Reconstruct")
     return viewer, widget, layer
 
@@ -112,11 +112,11 @@ def test_forms_use_fitting_widgets(viewer_with_widget):
 def test_a_bundle_opens_with_a_first_reconstruction_and_reconstructs_from_the_widget(
     viewer_with_widget, qtbot, tmp_path
 ):
-    from medrecon.demo import sample_volume
+    from medrecon.samples import phantom_volume
 
     viewer, widget, _ = viewer_with_widget
     affine = np.diag([0.9, 0.9, 2.5, 1.0])
-    truth = sample_volume((4, 32, 32))
+    truth = phantom_volume((4, 32, 32))
     m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 30}, noise_std=0.05, seed=0, affine=affine)
     path = medrecon.save_bundle(tmp_path / "ct.h5", m)
     layers = viewer.open(str(path), plugin="medrecon")
@@ -136,3 +136,28 @@ def test_a_bundle_opens_with_a_first_reconstruction_and_reconstructs_from_the_wi
     ).image.numpy()
     np.testing.assert_allclose(viewer.layers["ct fbp cg"].data, expected, rtol=1e-5, atol=1e-5)
     assert "PSNR" in widget.status.value  # the bundle's ground truth is used
+
+
+def test_the_brain_sample_reconstructs_with_the_shipped_prior(viewer_with_widget, qtbot):
+    """The tutorial path: open the shipped sample, 8x MRI, DDS with brain-axial, result over it."""
+    viewer, widget, _ = viewer_with_widget
+    viewer.open_sample("medrecon", "brain-axial")
+    brain = viewer.layers["brain-axial sample"]
+    widget.source.value = brain
+    widget.operator.value = "mri-multicoil"
+    widget.forms["operator"]["acceleration"].value = "8.0"
+    widget.prior.value = "diffusion"
+    widget.sampler.value = "dds"
+    widget.forms["sampler"]["steps"].value = 5
+    widget.device.value = "cpu"
+    widget.start()
+    name = "brain-axial sample dds"
+    qtbot.waitUntil(lambda: name in viewer.layers and widget.run_button.enabled, timeout=120_000)
+    result = viewer.layers[name]
+    np.testing.assert_allclose(result.affine.affine_matrix, brain.affine.affine_matrix)
+    m = medrecon.simulate(brain.data, {"name": "mri-multicoil", "acceleration": 8.0}, noise_std=0.01, seed=0)
+    expected = medrecon.reconstruct(
+        {"prior": {"name": "diffusion"}, "sampler": {"name": "dds", "steps": 5}}, m, device="cpu"
+    ).image.numpy()
+    np.testing.assert_allclose(result.data, expected, rtol=1e-4, atol=1e-4)
+    assert "PSNR" in widget.status.value

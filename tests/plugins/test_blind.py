@@ -62,10 +62,12 @@ def test_kernel_frame_gives_back_the_kernels_it_was_trained_on(kernel_prior):
     images = kernel_images(kernels, 8)
     assert images.shape == (6, 1, 8, 8) and images.min() == -1 and images.max() == 1
     back = KernelFrame(prior, (7, 7)).kernel(images[:, 0])
-    torch.testing.assert_close(back, kernels, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(back, kernels, atol=2e-4, rtol=1e-2)  # up to the 1e-3 centre floor
     centre = KernelFrame(prior, (3, 3)).kernel(images[:, 0])  # a smaller kernel: the central 3 x 3
     expected = kernels[:, 2:5, 2:5] / kernels[:, 2:5, 2:5].sum(dim=(-2, -1), keepdim=True)
-    torch.testing.assert_close(centre, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(centre, expected, atol=2e-4, rtol=1e-2)
+    empty = KernelFrame(prior, (3, 3)).kernel(-torch.ones(8, 8))  # nothing above background: a delta
+    assert float(empty[1, 1]) == 1.0 and float(empty.sum()) == 1.0
     with pytest.raises(medrecon.InputError, match="up to 7x7"):
         KernelFrame(prior, (9, 9))
 
