@@ -19,5 +19,5 @@ The authors and McGill University make no representations about the suitability 
 It is provided 'as is' without express or implied warranty. (nilearn's own dataset description lists the licence \
 as unknown.)"
 medrecon train-prior "$template" -o "$out/brain-axial" --image-size 64 --axis 2 --holdout 80:96 \
-  --holdout-guard 4 --steps "${BRAIN_STEPS:-6000}" --batch-size 16 --lr 3e-4 --checkpoint-every 250 \
+  --holdout-guard 4 --steps "${BRAIN_STEPS:-3000}" --batch-size 16 --lr 3e-4 --checkpoint-every 250 \
   --seed 0 --notice "$notice" "$@"
