@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the shipped priors in plugins/medrecon_priors/weights/ were produced (see their prior cards).
+# How the shipped image prior plugins/medrecon_priors/weights/brain-axial was produced (see its card).
 # brain-axial: axial slices of the MNI152 (ICBM 2009a, skull-stripped) T1 template that nilearn ships
 # in its wheel; axial slices 80-95 (RAS index) are held out (the shipped sample volume), with 4 guard
 # slices either side used by neither training nor validation.
