@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.demo import CASE_NAMES, demo_volume, markdown_table, run_case, select_cases
+from medrecon.samples import slab
 
 
 def load_volume(which: str) -> tuple[np.ndarray, np.ndarray, str, bool]:
@@ -48,10 +49,8 @@ def load_volume(which: str) -> tuple[np.ndarray, np.ndarray, str, bool]:
     slices = nib.load(path).shape[2]
     volume, affine = holdout_volume(path, 2, 64, (0, slices))
     keep = np.flatnonzero(volume.reshape(volume.shape[0], -1).max(axis=1) > 0.01)  # slices with anatomy
-    volume = np.ascontiguousarray(volume[keep[0] : keep[-1] + 1])
-    shift = np.eye(4)
-    shift[2, 3] = keep[0]
-    return volume, affine @ shift, f"{Path(path).name}, {len(volume)} slices", seen
+    volume, affine = slab(volume, affine, int(keep[0]), int(keep[-1]) + 1)
+    return volume, affine, f"{Path(path).name}, {len(volume)} slices", seen
 
 
 def summarise(per_seed: list[list[dict]], volume: str, seen: bool) -> list[dict]:
@@ -113,7 +112,8 @@ def main() -> None:
 
     truth, affine, description, seen = load_volume(args.volume)
     if args.quick:
-        truth = truth[truth.shape[0] // 2 - 2 : truth.shape[0] // 2 + 2]
+        middle = truth.shape[0] // 2
+        truth, affine = slab(truth, affine, middle - 2, middle + 2)
     cases = select_cases(args.case, args.quick)
     per_seed = []
     for seed in range(args.seeds):

@@ -45,8 +45,6 @@ class Case:
     operator: dict
     noise_std: float
     methods: tuple[Method, ...] = field(default_factory=tuple)
-    #: run on the middle `slices` slices only (None: the whole volume); for costly samplers
-    slices: int | None = None
 
 
 def sigpy_tv(lamda: float, iterations: int) -> Callable[[Measurement], np.ndarray]:
@@ -166,14 +164,13 @@ def select_cases(names: tuple[str, ...] | list[str], quick: bool) -> list[Case]:
 
 def demo_volume(quick: bool) -> tuple[np.ndarray, np.ndarray]:
     """The shipped brain slab (16 slices of 64 x 64); `quick` keeps its middle 4 slices."""
-    from medrecon.samples import brain_sample
+    from medrecon.samples import brain_sample, slab
 
     volume, affine = brain_sample()
-    if quick:
-        start = volume.shape[0] // 2 - 2
-        volume = volume[start : start + 4]
-        affine = affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, start], [0, 0, 0, 1.0]])
-    return np.ascontiguousarray(volume), affine
+    if not quick:
+        return volume, affine
+    middle = volume.shape[0] // 2
+    return slab(volume, affine, middle - 2, middle + 2)
 
 
 def run_demo(
@@ -214,11 +211,6 @@ def run_case(
 ) -> list[dict]:
     """Simulate one case and run its methods: a metrics row per method. With `out`, also write
     the bundle, a NIfTI (and sidecar) per reconstruction and the case's PNG figure."""
-    if case.slices is not None and case.slices < truth.shape[0]:
-        start = truth.shape[0] // 2 - case.slices // 2
-        truth = np.ascontiguousarray(truth[start : start + case.slices])
-        if affine is not None:
-            affine = affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, start], [0, 0, 0, 1.0]])
     m = simulate(truth, case.operator, noise_std=case.noise_std, seed=seed, affine=affine, host=host)
     if out is not None:
         save_bundle(out / f"{case.name}.h5", m)

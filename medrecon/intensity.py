@@ -41,12 +41,15 @@ def estimate_intensity_map(
     """Scale and offset that put the 1st..99th percentiles of a CG reconstruction onto data_range."""
     op = problem.operator
     estimate = conjugate_gradient(op.gram, op.adjoint(problem.y), iterations=iterations)
-    values = estimate.real.flatten().float()
+    return percentile_map(estimate.real, data_range, f"CG ({iterations} iterations)")
+
+
+def percentile_map(values: torch.Tensor, data_range: tuple[float, float], source: str) -> IntensityMap:
+    """The map that puts the 1st..99th percentiles of `values` onto data_range."""
+    values = values.flatten().float()
     if values.numel() > 1_000_000:  # quantile has a size limit; a strided subsample is plenty
         values = values[:: values.numel() // 1_000_000 + 1]
     low, high = torch.quantile(values, torch.tensor([0.01, 0.99], device=values.device)).tolist()
     lo, hi = data_range
     scale = (high - low) / (hi - lo) if high > low else 1.0
-    return IntensityMap(
-        scale, low - lo * scale, f"CG ({iterations} iterations), percentiles 1-99 -> {list(data_range)}"
-    )
+    return IntensityMap(scale, low - lo * scale, f"{source}, percentiles 1-99 -> {list(data_range)}")

@@ -29,3 +29,17 @@ def phantom_volume(shape: tuple[int, int, int] = (16, 64, 64)) -> np.ndarray:
     import sigpy
 
     return np.abs(sigpy.shepp_logan(shape)).astype(np.float32)
+
+
+def slab(
+    volume: np.ndarray, affine: np.ndarray | None, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Slices start..stop-1 of a (D, H, W) volume, and the affine that keeps them where they were."""
+    if not 0 <= start < stop <= volume.shape[0]:
+        raise ValueError(f"slices {start}:{stop} are outside a volume of {volume.shape[0]} slices")
+    part = np.ascontiguousarray(volume[start:stop])
+    if affine is None:
+        return part, None
+    shift = np.eye(4)
+    shift[2, 3] = start  # D is the NIfTI k axis
+    return part, affine @ shift

@@ -66,3 +66,15 @@ def test_sampler_speed_benchmark_writes_its_rows(tmp_path):
     assert {r["sampler"] for r in rows} == {"dds", "diffusion-mbir", "pigdm", "dps"}
     for r in rows:
         assert 0 < r["network_share"] <= r["with_backward"] <= 1 and r["nfe"] == r["network_calls"] == 2
+
+
+def test_quality_benchmark_reports_seeds_and_the_diffusion_gain(tmp_path):
+    rows = _run("quality", "--quick", "--seeds", "2", "--case", "ct-8view", tmp_path=tmp_path)
+    assert [r["method"] for r in rows] == ["FBP", "ADMM-TV", "DDS + TV-z"]
+    for r in rows:
+        assert r["seeds"] == 2 and r["psnr_std"] >= 0 and r["in_training"] is False
+    fbp, tv, dds = rows
+    assert dds["best_baseline"] == "ADMM-TV" and dds["gain_db"] == pytest.approx(
+        dds["psnr_db"] - tv["psnr_db"]
+    )
+    assert fbp["psnr_db"] < tv["psnr_db"]

@@ -26,7 +26,7 @@ from medrecon import (
     Sampler,
     Step,
 )
-from medrecon.intensity import IntensityMap
+from medrecon.intensity import IntensityMap, percentile_map
 from medrecon.kernels import project_kernel
 from medrecon.numerics import conjugate_gradient
 from medrecon_samplers.diffusion import ddim_step, noise_of, timesteps
@@ -38,18 +38,6 @@ def _check_blind_2d_kernel(problem: Problem, name: str) -> tuple[int, int]:
     if len(shape) != 2:
         raise InputError(f"{name} estimates 2D kernels (one per slice), the operator's kernel is {shape}")
     return shape
-
-
-def _intensity_from_measurement(problem: Problem, data_range: tuple[float, float]) -> IntensityMap:
-    """Scale and offset from the blurred measurement itself: a blur with a kernel summing to one
-    keeps intensities, so its 1st..99th percentiles stand in for the image's (no kernel needed)."""
-    values = problem.y.flatten().float()
-    if values.numel() > 1_000_000:
-        values = values[:: values.numel() // 1_000_000 + 1]
-    low, high = torch.quantile(values, torch.tensor([0.01, 0.99], device=values.device)).tolist()
-    lo, hi = data_range
-    scale = (high - low) / (hi - lo) if high > low else 1.0
-    return IntensityMap(scale, low - lo * scale, f"measurement percentiles 1-99 -> {list(data_range)}")
 
 
 class KernelFrame:
@@ -150,7 +138,8 @@ class BlindDPS(Sampler):
         if data_range is None:  # a prior in physical units
             intensity = IntensityMap(1.0, 0.0, "none: the image prior works in physical units")
         else:
-            intensity = _intensity_from_measurement(problem, data_range)
+            # a blur with a kernel summing to one keeps intensities: y's percentiles stand in for x's
+            intensity = percentile_map(problem.y, data_range, "the blurred measurement")
         scale, offset = intensity.scale, intensity.offset
         times = timesteps(prior, self.steps)
         abar_x = prior.alphas_cumprod.to(device)
