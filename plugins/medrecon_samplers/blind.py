@@ -171,7 +171,10 @@ class BlindDPS(Sampler):
                 loss = norms.sum() + self.l1 * slices * frame.magnitude(k0).sum()
                 gx, gk = torch.autograd.grad(loss, (x_leaf, k_leaf))
                 gk = gk / slices  # the shared kernel sees the mean over slices
-            x0, k0 = x0.detach(), k0.detach()
+            # Tweedie estimates clipped to the priors' ranges before the ancestral step, as the
+            # reference implementation does (clip_denoised): without it short runs blew up
+            lo, hi = data_range or (-float("inf"), float("inf"))
+            x0, k0 = x0.detach().clamp(lo, hi), k0.detach().clamp(-1.0, 1.0)
             x_noise = torch.randn(x_shape, generator=gen).to(device)
             k_noise = torch.randn(k_shape, generator=gen).to(device)
             x = ddim_step(x0, noise_of(x, x0, ax), ax, ax_prev, 1.0, x_noise) - self.zeta * gx
