@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -25,8 +27,24 @@ DIST = Path(__file__).parent / "plugin_dists" / "medrecon-example"
 @pytest.fixture(scope="module")
 def env_python(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("thirdparty")
-    venv.create(root / "venv", system_site_packages=True, with_pip=True)
+    venv.create(root / "venv", with_pip=True)
     python = root / "venv" / "bin" / "python"
+    # The throwaway venv sees the running environment's packages (medrecon, torch ...), whether that
+    # is the system Python or a user's virtual environment: system_site_packages would only reach the
+    # base interpreter's, which in a venv lacks everything the project installed.
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    ours = dict.fromkeys(
+        [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()]
+    )
+    # addsitedir (not a bare path line) so that the parent's own .pth files, such as an editable
+    # install's, are processed too
+    lines = "".join(f"import site; site.addsitedir({path!r})\n" for path in ours)
+    (Path(purelib) / "_medrecon_parent_env.pth").write_text(lines)
     source, wheels = root / "src", root / "wheels"
     shutil.copytree(DIST, source)  # build outside the repository: no build/ or egg-info left there
     # Build the wheel with this interpreter's setuptools (the venv's bundled one may be too old),
