@@ -6,6 +6,7 @@ them holds reconstruction logic of its own.
 
 from __future__ import annotations
 
+import logging
 import platform
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -33,6 +34,7 @@ from medrecon.plugin import PluginHost, default_host
 from medrecon.recipe import ComponentRecipe, Recipe
 
 RecipeLike = Recipe | Mapping[str, Any] | str | Path
+log = logging.getLogger(__name__)
 
 
 def build_operator(
@@ -81,15 +83,33 @@ def simulate(
     device: str | torch.device = "cpu",
     affine: np.ndarray | None = None,
     keep_ground_truth: bool = True,
+    phase: str = "none",
     host: PluginHost | None = None,
 ) -> Measurement:
-    """Simulate a measurement of `volume` ((D, H, W) or (H, W)) with the named operator."""
+    """Simulate a measurement of `volume` ((D, H, W) or (H, W)) with the named operator.
+
+    `phase = "smooth"` turns the (magnitude) volume into a complex image with a smooth background
+    phase, as real MR images have (seeded by `seed`); the operator must then take complex images
+    (`complex_image = true` for mri-multicoil) and the stored ground truth is complex."""
     host = host or default_host()
     op_recipe = _operator_recipe(operator)
     op_recipe = Recipe(operator=op_recipe).validate(host).operator
+    if phase not in ("none", "smooth"):
+        raise InputError(f"phase must be 'none' or 'smooth', got {phase!r}")
     x = torch.as_tensor(np.asarray(volume, dtype=np.float32))
+    if phase == "smooth":
+        from medrecon.samples import smooth_phase
+
+        x = x * torch.exp(1j * torch.as_tensor(smooth_phase(tuple(x.shape), seed)))
     dev = resolve_device(device)
     op = build_operator(op_recipe, shape=tuple(x.shape), host=host).to(dev)
+    if x.is_complex() and not op.domain_dtype.is_complex:
+        raise InputError(
+            f"phase = 'smooth' makes a complex image, but operator '{op_recipe.name}' takes real images: "
+            "give it complex images (complex_image = true for mri-multicoil)"
+        )
+    if op.domain_dtype.is_complex and not x.is_complex():
+        x = x.to(op.domain_dtype)
     y = op.simulate(x.to(dev), noise_std, seed)
     params = dict(op_recipe.params)
     if "shape" in {p.name for p in parameters_of(host.get("operator", op_recipe.name).spec.factory)}:
@@ -101,7 +121,14 @@ def simulate(
         arrays={k: v.detach().cpu().numpy() for k, v in op.arrays().items()},
         ground_truth=x.numpy() if keep_ground_truth else None,
         affine=affine,
-        attrs={"simulation": {"seed": seed, "noise_std": float(noise_std), "operator": op.describe()}},
+        attrs={
+            "simulation": {
+                "seed": seed,
+                "noise_std": float(noise_std),
+                "phase": phase,
+                "operator": op.describe(),
+            }
+        },
     )
 
 
@@ -169,6 +196,11 @@ def reconstruct_steps(
     sampler: Sampler = build_component("sampler", recipe.sampler, host)
     sampler.name = sampler.name or recipe.sampler.name
     problem = Problem(operator, y, sigma)
+    warnings = []
+    spacing_note = spacing_warning(prior, measurement.affine, len(operator.domain_shape))
+    if spacing_note:
+        log.warning(spacing_note)
+        warnings.append(spacing_note)
     steps = sampler.run_steps(problem, prior, seed=seed)
     while True:
         # Samplers that need gradients (DPS, MCG) open torch.enable_grad() themselves. Grad mode is
@@ -189,7 +221,40 @@ def reconstruct_steps(
         versions=versions(host, recipe),
     )
     result.info.setdefault("nfe", 0)
+    if warnings:
+        result.info["warnings"] = [*result.info.get("warnings", []), *warnings]
     return result
+
+
+#: how far (relative) the data's pixel size may be from a prior's before a warning
+SPACING_TOLERANCE = 0.25
+
+
+def in_plane_spacing(affine: np.ndarray, slice_axis: int, ndim: int) -> tuple[float, float]:
+    """The pixel size (mm) of the two in-plane axes of medrecon's (D, H, W) layout (or (H, W)) under
+    a NIfTI affine: layout axis a is the affine's column 2 - a (2D images: H is j, W is i)."""
+    columns = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    if ndim == 2:
+        return float(columns[1]), float(columns[0])
+    in_plane = [a for a in range(3) if a != slice_axis]
+    return float(columns[2 - in_plane[0]]), float(columns[2 - in_plane[1]])
+
+
+def spacing_warning(prior: Prior | None, affine: np.ndarray | None, ndim: int) -> str | None:
+    """A sentence when the data's in-plane pixel size is more than 25% from the prior's, else None."""
+    trained = getattr(prior, "pixel_spacing", None)
+    if trained is None or affine is None or ndim not in (2, 3):
+        return None
+    data = in_plane_spacing(affine, getattr(prior, "slice_axis", 0), ndim)
+    if all(abs(d / t - 1) <= SPACING_TOLERANCE for d, t in zip(data, trained, strict=True)):
+        return None
+    name = getattr(prior, "card", {}).get("name") or type(prior).__name__
+    return (
+        f"the data's in-plane pixel size ({data[0]:.3g} x {data[1]:.3g} mm) is more than "
+        f"{SPACING_TOLERANCE:.0%} away from the {trained[0]:.3g} x {trained[1]:.3g} mm prior {name!r} was "
+        "trained at: the prior's anatomy is at the wrong scale; resample the data or use a prior "
+        "trained at this resolution"
+    )
 
 
 def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:

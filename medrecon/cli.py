@@ -299,6 +299,35 @@ class _progress_bar:
     help="Train a blur-kernel prior on this many random kernels instead (no VOLUMES).",
 )
 @click.option("--kernel-size", type=int, default=15, show_default=True, help="Kernel size for --kernels.")
+@click.option(
+    "--native",
+    is_flag=True,
+    help="Train at the volumes' own resolution on random patches (no resizing); applied to whole slices.",
+)
+@click.option(
+    "--orientations",
+    default="axial,coronal,sagittal",
+    show_default=True,
+    help="With --native: slice orientations to train on.",
+)
+@click.option(
+    "--patch-sizes",
+    default="48:0.3,64:0.3,128:0.25,224:0.15",
+    show_default=True,
+    help="With --native: patch sides (multiples of 8) and how often each is drawn, SIZE:WEIGHT.",
+)
+@click.option(
+    "--tissue-map",
+    "tissue_maps",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="With --native: grey-, then white-matter probability map of the volume (give it twice).",
+)
+@click.option(
+    "--validation",
+    default=None,
+    help="With --native: validation slab START:STOP (axial), guarded, apart from --holdout.",
+)
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
@@ -316,6 +345,11 @@ def train_prior_command(
     notice,
     kernel_count,
     kernel_size,
+    native,
+    orientations,
+    patch_sizes,
+    tissue_maps,
+    validation,
     batch_size,
     lr,
     checkpoint_every,
@@ -328,7 +362,7 @@ def train_prior_command(
     With --kernels N, train a blur-kernel prior (for blind-dps) on N random kernels instead."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from medrecon.training import train_kernel_prior, train_prior
+    from medrecon.training import train_kernel_prior, train_native_prior, train_prior
 
     if kernel_count and volumes:
         raise RecipeError("--kernels trains on generated kernels: give no VOLUMES with it")
@@ -337,14 +371,10 @@ def train_prior_command(
     files = []
     for path in volumes:
         files += sorted(path.glob("*.nii*")) if path.is_dir() else [path]
-    slab = None
-    if holdout:
-        start, sep, stop = holdout.partition(":")
-        if not sep or not start.isdigit() or not stop.isdigit() or int(stop) <= int(start):
-            raise RecipeError(
-                f"--holdout must be START:STOP slice indices with STOP > START, got {holdout!r}"
-            )
-        slab = (int(start), int(stop))
+    slab = _slab_option("--holdout", holdout)
+    validation_slab = _slab_option("--validation", validation)
+    if not native and (tissue_maps or validation_slab):
+        raise RecipeError("--tissue-map and --validation apply to --native training")
     columns = (
         TextColumn("training"),
         BarColumn(),
@@ -369,6 +399,28 @@ def train_prior_command(
             report = train_kernel_prior(
                 out, count=kernel_count, kernel_size=kernel_size, image_size=size, **options
             )
+        elif native:
+            names = ("axial", "coronal", "sagittal")
+            wanted = [o.strip() for o in orientations.split(",") if o.strip()]
+            unknown = [o for o in wanted if o not in names]
+            if unknown or not wanted:
+                raise RecipeError(f"--orientations takes axial, coronal, sagittal; got {orientations!r}")
+            sizes, weights = _patch_sizes(patch_sizes)
+            if axis != 2:
+                raise RecipeError("--native holds out axial slabs: leave --axis at 2")
+            report = train_native_prior(
+                files,
+                out,
+                tissue_maps=tissue_maps,
+                holdout=slab,
+                guard=holdout_guard,
+                validation=validation_slab,
+                axes=[names.index(o) for o in wanted],
+                patch_sizes=sizes,
+                size_weights=weights,
+                data_notice=notice,
+                **options,
+            )
         else:
             report = train_prior(
                 files,
@@ -385,6 +437,29 @@ def train_prior_command(
         f"wrote {report.card}: {report.step} steps, train loss {report.train_loss:.4f}, "
         f"validation {val}, {report.seconds:.0f} s"
     )
+
+
+def _patch_sizes(value: str) -> tuple[list[int], list[float]]:
+    sizes, weights = [], []
+    try:
+        for item in value.split(","):
+            size, _, weight = item.partition(":")
+            sizes.append(int(size))
+            weights.append(float(weight) if weight else 1.0)
+    except ValueError:
+        raise RecipeError(
+            f"--patch-sizes takes SIZE[:WEIGHT],... like 64:0.5,128:0.5; got {value!r}"
+        ) from None
+    return sizes, weights
+
+
+def _slab_option(name: str, value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    start, sep, stop = value.partition(":")
+    if not sep or not start.isdigit() or not stop.isdigit() or int(stop) <= int(start):
+        raise RecipeError(f"{name} must be START:STOP slice indices with STOP > START, got {value!r}")
+    return int(start), int(stop)
 
 
 # ---------------------------------------------------------------------------------------- demo

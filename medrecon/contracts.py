@@ -153,6 +153,11 @@ class DiffusionPrior(Prior):
 
     slice_axis: int = 0
     slice_batch: int = 8
+    #: whether a complex image is taken as two real images, its real and imaginary parts
+    complex_parts: bool = False
+    #: the in-plane pixel size (mm) the prior was trained at, when known: reconstructions of data
+    #: more than 25% away from it are warned about
+    pixel_spacing: tuple[float, float] | None = None
 
     @property
     @abc.abstractmethod

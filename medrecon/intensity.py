@@ -36,12 +36,37 @@ class IntensityMap:
 
 
 def estimate_intensity_map(
-    problem: Problem, data_range: tuple[float, float], *, iterations: int = 20
+    problem: Problem,
+    data_range: tuple[float, float],
+    *,
+    iterations: int = 20,
+    background: float | None = None,
+    quantile: float = 0.995,
 ) -> IntensityMap:
-    """Scale and offset that put the 1st..99th percentiles of a CG reconstruction onto data_range."""
+    """The map into a prior's intensity range, from a CG reconstruction.
+
+    With `background` None (a prior trained on images whose empty space is the range's low end),
+    scale and offset put the CG estimate's 1st..99th percentiles onto data_range. With a
+    `background` value (a prior trained on images divided by the `quantile` of their magnitude, the
+    native-resolution priors), only a scale: that quantile of |estimate| goes to the range's high
+    end and zero to `background`; this also holds for complex images (phase is kept)."""
     op = problem.operator
     estimate = conjugate_gradient(op.gram, op.adjoint(problem.y), iterations=iterations)
-    return percentile_map(estimate.real, data_range, f"CG ({iterations} iterations)")
+    source = f"CG ({iterations} iterations)"
+    if background is None:
+        return percentile_map(estimate.real, data_range, source)
+    scale = magnitude_scale(estimate, quantile) / (data_range[1] - background)
+    return IntensityMap(scale, -background * scale, f"{source}, |x| quantile {quantile} -> {data_range[1]}")
+
+
+def magnitude_scale(values: torch.Tensor, q: float = 0.995) -> float:
+    """The q-quantile of |values| (the 99.5th percentile by default): the intensity that a prior
+    trained at native resolution maps to 1 (its training volumes were divided by the same)."""
+    flat = values.detach().abs().flatten().float()
+    if flat.numel() > 1_000_000:  # quantile has a size limit; a strided subsample is plenty
+        flat = flat[:: flat.numel() // 1_000_000 + 1]
+    scale = float(torch.quantile(flat, q))
+    return scale if scale > 0 else 1.0
 
 
 def percentile_map(values: torch.Tensor, data_range: tuple[float, float], source: str) -> IntensityMap:

@@ -1,4 +1,6 @@
-"""Image quality metrics (PSNR, SSIM) through monai.metrics, on the data range of the reference."""
+"""Image quality metrics (PSNR, SSIM) through monai.metrics, on the data range of the reference.
+
+Complex images (MRI with phase) are compared by their magnitudes, as fastMRI does."""
 
 from __future__ import annotations
 
@@ -6,9 +8,14 @@ import numpy as np
 import torch
 
 
+def magnitude(a) -> np.ndarray:
+    """A float32 array: the values of a real array, the magnitudes of a complex one."""
+    a = np.asarray(a)
+    return (np.abs(a) if np.iscomplexobj(a) else a).astype(np.float32)
+
+
 def _as_batch(a) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(a, dtype=np.float32))
-    return t[None, None]  # (B=1, C=1, ...spatial)
+    return torch.as_tensor(magnitude(a))[None, None]  # (B=1, C=1, ...spatial)
 
 
 def psnr(reference, estimate) -> float:
@@ -24,8 +31,7 @@ def ssim(reference, estimate) -> float:
     """SSIM (2D per slice for volumes, averaged) with the reference's data range."""
     from monai.metrics import SSIMMetric
 
-    ref = np.asarray(reference, dtype=np.float32)
-    est = np.asarray(estimate, dtype=np.float32)
+    ref, est = magnitude(reference), magnitude(estimate)
     if ref.ndim == 2:
         ref, est = ref[None], est[None]
     data_range = float(ref.max() - ref.min()) or 1.0

@@ -22,12 +22,24 @@ def build_unet(architecture: dict[str, Any]) -> torch.nn.Module:
 
     arch = dict(architecture)
     name = arch.pop("class", "DiffusionModelUNet")
+    mid_attention = arch.pop("mid_block_attention", True)
     if name != "DiffusionModelUNet":
         raise InputError(f"unsupported network class {name!r} in prior card: expected DiffusionModelUNet")
     try:
-        return DiffusionModelUNet(**arch)
+        network = DiffusionModelUNet(**arch)
     except TypeError as err:
         raise InputError(f"prior card architecture does not fit DiffusionModelUNet: {err}") from None
+    if not mid_attention:
+        # MONAI's middle block always holds a self-attention over every pixel of the lowest level,
+        # whose cost grows with the square of the slice size; without it the network is fully
+        # convolutional and costs the same per pixel at any size.
+        network.middle_block.attention = torch.nn.Identity()
+    return network
+
+
+def size_multiple(architecture: dict[str, Any]) -> int:
+    """What a DiffusionModelUNet's input sides must be multiples of: 2^(levels - 1)."""
+    return 2 ** (len(architecture.get("channels", (32, 64, 64, 64))) - 1)
 
 
 def schedule_table(schedule: dict[str, Any]) -> torch.Tensor:

@@ -31,6 +31,23 @@ def phantom_volume(shape: tuple[int, int, int] = (16, 64, 64)) -> np.ndarray:
     return np.abs(sigpy.shepp_logan(shape)).astype(np.float32)
 
 
+def smooth_phase(shape: tuple[int, ...], seed: int = 0, spread: float = 2.5) -> np.ndarray:
+    """A smooth random phase map (radians, float32) of an image or volume, like the background
+    phase of MR images (field inhomogeneity, coil and receive phase): a random constant plus four
+    random waves of at most 0.6 cycles across the field of view, scaled to span `spread` radians."""
+    rng = np.random.default_rng([int(seed), 7919])  # a stream apart from the measurement noise's
+    grids = np.meshgrid(*(np.linspace(-0.5, 0.5, n) for n in shape), indexing="ij")
+    field = np.zeros(shape)
+    for _ in range(4):
+        frequency = rng.uniform(-0.6, 0.6, len(shape))
+        field += np.cos(
+            2 * np.pi * sum(f * g for f, g in zip(frequency, grids, strict=True)) + rng.uniform(0, 2 * np.pi)
+        )
+    field -= field.mean()
+    field *= spread / max(float(np.ptp(field)), 1e-12)
+    return (field + rng.uniform(-np.pi, np.pi)).astype(np.float32)
+
+
 def slab(
     volume: np.ndarray, affine: np.ndarray | None, start: int, stop: int
 ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -20,6 +20,20 @@ TINY_UNET = {
     "num_head_channels": 8,
 }
 
+#: A tiny fully convolutional DiffusionModelUNet (no attention, sizes padded to multiples of 4), as
+#: `train-prior --native` builds them, for tests of any-size and complex priors.
+TINY_CONV_UNET = {
+    "spatial_dims": 2,
+    "in_channels": 1,
+    "out_channels": 1,
+    "channels": [8, 16, 16],
+    "attention_levels": [False, False, False],
+    "mid_block_attention": False,
+    "num_res_blocks": 1,
+    "norm_num_groups": 8,
+    "num_head_channels": 8,
+}
+
 
 def builtin_host() -> medrecon.PluginHost:
     """A fresh host with the built-in plugins registered explicitly (no entry-point scan)."""

@@ -56,6 +56,6 @@ def admm_tv_step(
     x = conjugate_gradient(system, rhs, x, iterations=cg_iterations, batch_dims=batch_dims)
     dx = gradient(x, axes)
     v = dx + state.u
-    state.w = torch.sign(v) * (v.abs() - weight / rho).clamp_min(0)
+    state.w = torch.sgn(v) * (v.abs() - weight / rho).clamp_min(0)  # complex too: shrinks |v|
     state.u = state.u + dx - state.w
     return x

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 
 from medrecon import DiffusionPrior, InputError
-from medrecon.prior_card import build_unet, schedule_table
+from medrecon.prior_card import build_unet, schedule_table, size_multiple
 
 Prediction = Literal["epsilon", "v_prediction", "sample"]
 SHIPPED = Path(__file__).parent / "weights"
@@ -28,7 +28,15 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
     into 2D slices along `slice_axis` of the volume (0: D, 1: H, 2: W) and fed to the network
     `slice_batch` slices at a time, so a volume never has to fit the network at once.
     `prediction` converts v- or x0-predicting networks to eps. `data_range` is the intensity range
-    the network was trained on (the samplers map the problem into it), None for physical units.
+    the network was trained on (the samplers map the problem into it), None for physical units;
+    `background` the value of empty space in it (None: the range's low end, the intensity map
+    then shifts as well as scales; 0: it only scales).
+
+    Any slice size works: slices are padded (by reflection) to a multiple of `size_multiple` (what
+    the network's down-sampling needs) and the result is cropped back; slices smaller than
+    `min_size` are refused. With `complex_parts`, complex images are taken as two real images,
+    their real and imaginary parts (for a prior trained on such parts, e.g. of smooth-phase MR
+    images). `pixel_spacing` (mm) is what the network was trained at, when known.
     """
 
     def __init__(
@@ -40,6 +48,12 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
         slice_batch: int = 8,
         data_range: tuple[float, float] | None = (-1.0, 1.0),
         card: dict[str, Any] | None = None,
+        *,
+        size_multiple: int | None = None,
+        min_size: int = 1,
+        background: float | None = None,
+        complex_parts: bool = False,
+        pixel_spacing: tuple[float, float] | None = None,
     ):
         torch.nn.Module.__init__(self)
         if prediction not in ("epsilon", "v_prediction", "sample"):
@@ -55,6 +69,15 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
         self.slice_batch = slice_batch
         self.data_range = None if data_range is None else (float(data_range[0]), float(data_range[1]))
         self.card = card or {}
+        if size_multiple is None:  # a MONAI UNet halves the size once per level below the first
+            levels = len(getattr(network, "block_out_channels", ()) or (0,))
+            size_multiple = 2 ** (levels - 1)
+        if size_multiple < 1 or min_size < 1:
+            raise InputError(f"size_multiple and min_size must be >= 1, got {size_multiple}, {min_size}")
+        self.size_multiple, self.min_size = int(size_multiple), max(int(min_size), int(size_multiple))
+        self.background = None if background is None else float(background)
+        self.complex_parts = bool(complex_parts)
+        self.pixel_spacing = None if pixel_spacing is None else tuple(float(s) for s in pixel_spacing)
         for p in self.network.parameters():
             p.requires_grad_(False)
 
@@ -92,18 +115,45 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
         return (x_t - a.sqrt() * out) / (1 - a).sqrt()  # the network predicts x0
 
     def _per_slice(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        if x.is_complex():
+            if not self.complex_parts:
+                raise InputError(complex_refusal(self))
+            parts = self._per_slice(torch.stack([x.real, x.imag]), t)
+            return torch.complex(parts[0], parts[1])
         moved = x.ndim >= 3 and self.slice_axis != 0
         if moved:  # bring the slice axis of the volume (the last three axes) to the front of it
             x = x.movedim(x.ndim - 3 + self.slice_axis, x.ndim - 3)
         lead, (h, w) = x.shape[:-2], x.shape[-2:]
+        if min(h, w) < self.min_size:
+            raise InputError(
+                f"slices of {h} x {w} pixels are too small for this prior's network: it needs at least "
+                f"{self.min_size} x {self.min_size}"
+            )
         slices = x.reshape(-1, 1, h, w)
+        pad_h, pad_w = (-h) % self.size_multiple, (-w) % self.size_multiple
+        padding = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+        if pad_h or pad_w:  # reflection keeps the noise statistics of x_t in the margin
+            slices = torch.nn.functional.pad(slices, padding, mode="reflect")
         outputs = []
         for start in range(0, slices.shape[0], self.slice_batch):
             chunk = slices[start : start + self.slice_batch]
             steps = torch.full((chunk.shape[0],), t, device=chunk.device, dtype=torch.long)
             outputs.append(self.network(chunk, steps))
-        out = torch.cat(outputs).reshape(*lead, h, w)
+        out = torch.cat(outputs)
+        if pad_h or pad_w:
+            out = out[..., padding[2] : padding[2] + h, padding[0] : padding[0] + w]
+        out = out.reshape(*lead, h, w)
         return out.movedim(out.ndim - 3, out.ndim - 3 + self.slice_axis) if moved else out
+
+
+def complex_refusal(prior: DiffusionPrior) -> str:
+    """Why a prior cannot take a complex image, and what would."""
+    name = getattr(prior, "card", {}).get("name") or type(prior).__name__
+    return (
+        f"prior {name!r} models real images only (its card does not say it was trained on real and "
+        "imaginary parts, intensity.complex); for complex images use a prior that was, such as "
+        "'brain-1mm', or reconstruct with complex_image = false"
+    )
 
 
 def load_card(weights: str | Path) -> tuple[dict[str, Any], Path]:
@@ -162,8 +212,11 @@ def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -
             f"weights {weight_file.name} do not fit the card's architecture: {len(missing)} missing, "
             f"{len(unexpected)} unexpected and {len(wrong)} differently shaped tensors, e.g. {example}"
         )
-    network.load_state_dict(state)
+    network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     intensity = card.get("intensity", {})
+    card = {"name": card_path.stem, **card}
+    multiple = int(card.get("size_multiple") or size_multiple(card["architecture"]))
+    spacing = card.get("pixel_spacing_mm")
     return NetworkPrior(
         network,
         schedule_table(card["schedule"]),
@@ -172,6 +225,11 @@ def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -
         slice_batch=slice_batch,
         data_range=tuple(intensity.get("data_range", (-1.0, 1.0))),
         card=card,
+        size_multiple=multiple,
+        min_size=int(card.get("min_size") or multiple),
+        background=intensity.get("background"),
+        complex_parts=bool(intensity.get("complex", False)),
+        pixel_spacing=None if spacing is None else tuple(spacing),
     )
 
 
@@ -252,4 +310,9 @@ class Diffusion(NetworkPrior):
             slice_batch=slice_batch,
             data_range=loaded.data_range,
             card=loaded.card,
+            size_multiple=loaded.size_multiple,
+            min_size=loaded.min_size,
+            background=loaded.background,
+            complex_parts=loaded.complex_parts,
+            pixel_spacing=loaded.pixel_spacing,
         )

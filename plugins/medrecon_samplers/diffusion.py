@@ -80,16 +80,24 @@ class DiffusionSampler(Sampler):
         self, problem: Problem, prior: DiffusionPrior, *, seed: int = 0
     ) -> Generator[Step, None, Reconstruction]:
         op = problem.operator
-        if op.domain_dtype.is_complex:
-            raise InputError("diffusion priors model real images: use an operator with complex_image = false")
+        self.dtype = op.domain_dtype
+        if self.dtype.is_complex and not getattr(prior, "complex_parts", False):
+            raise InputError(
+                f"the image is complex but prior {type(prior).__name__} models real images only (it was "
+                "not trained on real and imaginary parts): use a prior that was, such as the "
+                "diffusion prior's 'brain-1mm' weights, or an operator with complex_image = false"
+            )
         times = self.times(prior)
         data_range = getattr(prior, "data_range", None)
-        intensity = estimate_intensity_map(problem, data_range) if data_range is not None else None
+        intensity = None
+        if data_range is not None:
+            background = getattr(prior, "background", None)
+            intensity = estimate_intensity_map(problem, data_range, background=background)
         self.intensity = intensity
         if intensity is not None:  # the prior sees its training range; the result is mapped back
             problem = intensity.to_model(problem)
         abar = prior.alphas_cumprod.to(problem.y.device)
-        gen = self._generator = torch.Generator().manual_seed(int(seed))
+        self._generator = torch.Generator().manual_seed(int(seed))
         device = problem.y.device
         shape = (self.samples, *op.domain_shape)  # the K chains run as one batch
         self.extra = 0
@@ -100,7 +108,7 @@ class DiffusionSampler(Sampler):
             t_prev = times[i + 1] if i + 1 < len(times) else None
             a_t = abar[t]
             a_prev = abar[t_prev] if t_prev is not None else torch.ones((), device=device)
-            noise = torch.randn(shape, generator=gen).to(device)
+            noise = self.standard_normal(shape, device)
             x, x0 = self.update(problem, prior, x, t, a_t, a_prev, noise)
             yield Step(i, len(times), x0.mean(dim=0))
         info = {
@@ -126,11 +134,19 @@ class DiffusionSampler(Sampler):
 
     def initial(self, problem: Problem, a_start: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """The starting iterate (default: pure noise, x_T ~ N(0, I))."""
-        return torch.randn(shape, generator=self._generator).to(problem.y.device)
+        return self.standard_normal(shape, problem.y.device)
+
+    def standard_normal(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """N(0, I) in the image's kind, from the run's seeded CPU generator. For complex images each
+        part is N(0, I): the prior diffuses real and imaginary parts as two real images."""
+        if self.dtype.is_complex:
+            parts = torch.randn((2, *shape), generator=self._generator)
+            return torch.complex(parts[0], parts[1]).to(device)
+        return torch.randn(shape, generator=self._generator).to(device)
 
     def fresh_noise(self, like: torch.Tensor) -> torch.Tensor:
         """Standard normal noise shaped like `like`, from the run's seeded generator."""
-        return torch.randn(like.shape, generator=self._generator).to(like.device)
+        return self.standard_normal(tuple(like.shape), like.device)
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -469,7 +485,8 @@ class CCDF(DDS):
     def initial(self, problem: Problem, a_start: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         op, y = problem.operator, problem.y
         if self.init_image is not None:
-            start = torch.as_tensor(np.asarray(self.init_image, dtype=np.float32), device=y.device)
+            kind = np.complex64 if op.domain_dtype.is_complex else np.float32
+            start = torch.as_tensor(np.asarray(self.init_image).astype(kind), device=y.device)
             if tuple(start.shape) != tuple(op.domain_shape):
                 raise InputError(f"init_image has shape {tuple(start.shape)}; expected {op.domain_shape}")
             if self.intensity is not None:  # given in physical units: into the prior's range
@@ -482,7 +499,7 @@ class CCDF(DDS):
             start = op.adjoint(y)
         else:
             start = conjugate_gradient(op.gram, op.adjoint(y), iterations=20)
-        noise = torch.randn(shape, generator=self._generator).to(y.device)
+        noise = self.standard_normal(shape, y.device)
         return a_start.sqrt() * start + (1 - a_start).sqrt() * noise
 
 

@@ -1,0 +1,139 @@
+"""Diffusion at the sizes users bring: odd slice sizes and counts, complex images, physical scale."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+import medrecon
+from medrecon_priors import load_prior, save_prior
+from tests.helpers import TINY_CONV_UNET
+
+ARCH = {"class": "DiffusionModelUNet", **TINY_CONV_UNET}
+SCHEDULE = {"scheduler": "DDPMScheduler", "num_train_timesteps": 1000, "schedule": "linear_beta"}
+
+
+def native_card(spacing=(1.0, 1.0)) -> dict:
+    """A card as `train-prior --native` writes it: zero background, real and imaginary parts."""
+    return {
+        "architecture": ARCH,
+        "schedule": SCHEDULE,
+        "prediction": "epsilon",
+        "image_size": None,
+        "intensity": {"data_range": [-1.0, 1.0], "background": 0.0, "complex": True},
+        "pixel_spacing_mm": list(spacing),
+        "size_multiple": 4,
+        "min_size": 4,
+        "training": {"data": "none: untrained test network"},
+    }
+
+
+@pytest.fixture(scope="module")
+def native_prior(tmp_path_factory):
+    from medrecon.prior_card import build_unet
+
+    torch.manual_seed(0)
+    return save_prior(tmp_path_factory.mktemp("native") / "tiny-native", build_unet(ARCH), native_card())
+
+
+#: every diffusion sampler, with settings small enough for a CPU test
+SAMPLERS = {
+    "dds": {"steps": 3},
+    "dds-tv-z": {"name": "dds", "steps": 3, "tv_z": 0.002},
+    "diffusion-mbir": {"steps": 3},
+    "ccdf": {"steps": 3, "t0": 0.1},
+    "dps": {"steps": 3},
+    "pigdm": {"steps": 3},
+    "mmps": {"steps": 3, "cg_iterations": 2},
+    "mcg": {"steps": 3},
+}
+
+
+def recipe(prior_path, key: str) -> dict:
+    params = dict(SAMPLERS[key])
+    name = params.pop("name", key)
+    return {
+        "prior": {"name": "diffusion", "weights": str(prior_path), "slice_batch": 4},
+        "sampler": {"name": name, **params},
+    }
+
+
+@pytest.mark.parametrize("shape", [(3, 61, 61), (2, 233, 197)], ids=["3x61x61", "2x233x197"])
+@pytest.mark.parametrize("key", list(SAMPLERS))
+def test_every_diffusion_sampler_takes_odd_sizes(native_prior, host, shape, key):
+    truth = np.random.default_rng(0).random(shape, dtype=np.float32)
+    m = medrecon.simulate(
+        truth, {"name": "mri-multicoil", "coils": 2, "acceleration": 2}, noise_std=0.01, host=host
+    )
+    result = medrecon.reconstruct(recipe(native_prior, key), m, host=host, device="cpu")
+    assert tuple(result.image.shape) == shape and torch.isfinite(result.image).all()
+
+
+def test_padding_gives_the_result_on_the_input_grid(native_prior):
+    """The network sees the slice padded to its size multiple; the output is cropped back exactly,
+    so a slice embedded in a larger one (away from the border) gives the same values inside."""
+    prior = load_prior(native_prior)
+    x = torch.randn(2, 37, 45, generator=torch.Generator().manual_seed(0))
+    out = prior.predict_eps(x, 500)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    padded = torch.nn.functional.pad(x[None], (1, 2, 1, 2), mode="reflect")[0]  # 40 x 48: no padding needed
+    torch.testing.assert_close(out, prior.predict_eps(padded, 500)[:, 1:-2, 1:-2])
+
+
+def test_a_slice_below_the_networks_minimum_is_refused_with_the_minimum(native_prior, host):
+    truth = np.random.default_rng(0).random((2, 3, 30), dtype=np.float32)
+    m = medrecon.simulate(
+        truth, {"name": "mri-multicoil", "coils": 2, "acceleration": 2}, noise_std=0.01, host=host
+    )
+    with pytest.raises(medrecon.InputError, match=r"3 x 30 pixels are too small.*at least 4 x 4"):
+        medrecon.reconstruct(recipe(native_prior, "dds"), m, host=host, device="cpu")
+
+
+def test_complex_images_are_denoised_as_real_and_imaginary_parts(native_prior):
+    prior = load_prior(native_prior)
+    gen = torch.Generator().manual_seed(1)
+    real, imag = torch.randn(2, 3, 24, 20, generator=gen)
+    out = prior.predict_eps(torch.complex(real, imag), 400)
+    torch.testing.assert_close(out.real, prior.predict_eps(real, 400))
+    torch.testing.assert_close(out.imag, prior.predict_eps(imag, 400))
+
+
+@pytest.mark.parametrize("key", ["dds", "dps", "diffusion-mbir"])
+def test_complex_mri_reaches_the_diffusion_samplers(native_prior, host, key):
+    truth = np.random.default_rng(0).random((2, 32, 28), dtype=np.float32)
+    op = {"name": "mri-multicoil", "coils": 2, "acceleration": 2, "complex_image": True}
+    m = medrecon.simulate(truth, op, noise_std=0.01, phase="smooth", seed=1, host=host)
+    assert np.iscomplexobj(m.ground_truth) and np.abs(np.angle(m.ground_truth)).max() > 0.3
+    result = medrecon.reconstruct(recipe(native_prior, key), m, host=host, device="cpu")
+    assert result.image.is_complex() and tuple(result.image.shape) == truth.shape
+    assert torch.isfinite(torch.view_as_real(result.image)).all()
+    assert result.info["intensity"]["offset"] == 0.0  # a zero-background map only scales
+
+
+def test_a_real_only_prior_refuses_complex_images_naming_what_would_work(host, tmp_path):
+    from medrecon.prior_card import build_unet
+
+    card = {**native_card(), "intensity": {"data_range": [-1.0, 1.0]}}
+    path = save_prior(tmp_path / "real-only", build_unet(ARCH), card)
+    truth = np.random.default_rng(0).random((2, 16, 16), dtype=np.float32)
+    op = {"name": "mri-multicoil", "coils": 2, "acceleration": 2, "complex_image": True}
+    m = medrecon.simulate(truth, op, noise_std=0.01, phase="smooth", host=host)
+    with pytest.raises(medrecon.InputError, match="models real images only.*brain-1mm"):
+        medrecon.reconstruct(recipe(path, "dds"), m, host=host, device="cpu")
+
+
+def test_data_far_from_the_priors_pixel_size_is_warned_about(native_prior, host, caplog):
+    truth = np.random.default_rng(0).random((2, 16, 16), dtype=np.float32)
+    op = {"name": "mri-multicoil", "coils": 2, "acceleration": 2}
+    near = medrecon.simulate(truth, op, noise_std=0.01, affine=np.diag([1.1, 0.9, 3.0, 1.0]), host=host)
+    far = medrecon.simulate(truth, op, noise_std=0.01, affine=np.diag([2.8, 2.8, 1.0, 1.0]), host=host)
+    quiet = medrecon.reconstruct(recipe(native_prior, "dds"), near, host=host, device="cpu")
+    assert "warnings" not in quiet.info  # the slice thickness (3 mm) is not in-plane
+    with caplog.at_level(logging.WARNING):
+        loud = medrecon.reconstruct(recipe(native_prior, "dds"), far, host=host, device="cpu")
+    [warning] = loud.info["warnings"]
+    assert "2.8 x 2.8 mm" in warning and "1 x 1 mm" in warning and "tiny-native" in warning
+    assert warning in caplog.text
