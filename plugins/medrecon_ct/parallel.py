@@ -46,9 +46,10 @@ def parallel_angles(
 
 
 class ParallelBeamCT(Operator):
-    """2D parallel-beam projection (Joseph's method) applied to each slice of a (D, N, N) volume.
+    """2D parallel-beam projection (Joseph's method) applied to each slice of a (D, H, W) volume.
 
-    Image (D, N, N) or (N, N) -> sinogram (D, angles, detectors) or (angles, detectors), float32.
+    Image (D, H, W) or (H, W) -> sinogram (D, angles, detectors) or (angles, detectors), float32;
+    detectors default to the slice's diagonal, ceil(sqrt(H^2 + W^2)).
     Unit pixel and detector spacing, rotation about the image's geometric centre (as ASTRA does).
     The adjoint is the exact transpose of the forward matrix. `photons` adds Poisson counting noise
     to simulated data: counts ~ Poisson(photons * exp(-y)), with x in attenuation per pixel length.
@@ -70,20 +71,22 @@ class ParallelBeamCT(Operator):
         super().__init__()
         self.angles_deg = parallel_angles(views, angle_range, angle_step, angles)
         if shape is None:
-            raise InputError("ct-parallel needs the image shape (D, N, N) or (N, N)")
+            raise InputError("ct-parallel needs the image shape (D, H, W) or (H, W)")
         shape = tuple(int(s) for s in shape)
-        if len(shape) not in (2, 3) or shape[-1] != shape[-2] or shape[-1] < 2:
-            raise InputError(f"ct-parallel needs square slices (N, N) or (D, N, N), got {shape}")
-        size = shape[-1]
-        detectors = math.ceil(math.sqrt(2) * size) if detectors is None else int(detectors)
+        if len(shape) not in (2, 3) or min(shape[-2:]) < 2:
+            raise InputError(
+                f"ct-parallel needs slices (H, W) or a volume (D, H, W) of at least 2 x 2, got {shape}"
+            )
+        height, width = shape[-2:]
+        detectors = math.ceil(math.hypot(height, width)) if detectors is None else int(detectors)
         if detectors < 1:
             raise InputError(f"detectors must be >= 1, got {detectors}")
         if photons is not None and photons <= 0:
             raise InputError(f"photons must be > 0, got {photons}")
-        self.size, self.detectors, self.photons = size, detectors, photons
+        self.image_size, self.detectors, self.photons = (height, width), detectors, photons
         self.domain_shape = shape
         self.range_shape = (*shape[:-2], len(self.angles_deg), detectors)
-        matrix = joseph_matrix(size, np.radians(self.angles_deg), detectors)
+        matrix = joseph_matrix((height, width), np.radians(self.angles_deg), detectors)
         self.register_buffer("matrix", matrix, persistent=False)
         self.register_buffer("matrix_t", transpose_csr(matrix), persistent=False)
         if measurement is not None:
@@ -97,7 +100,7 @@ class ParallelBeamCT(Operator):
         return _apply(self.matrix, x, 2, (self.views, self.detectors))
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return _apply(self.matrix_t, y, 2, (self.size, self.size))
+        return _apply(self.matrix_t, y, 2, self.image_size)
 
     def fbp(self, y: torch.Tensor, window: Window = "ramp") -> torch.Tensor:
         """Filtered back-projection: ramp-filter each projection, back-project, scale by pi / (2 views)."""

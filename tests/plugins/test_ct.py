@@ -93,9 +93,23 @@ def test_bad_geometries_get_clear_errors(kwargs, message):
         ParallelBeamCT((32, 32), **kwargs)
 
 
-def test_non_square_slices_and_complex_sinograms_are_refused():
-    with pytest.raises(medrecon.InputError, match=r"square slices \(N, N\) or \(D, N, N\), got \(32, 30\)"):
-        ParallelBeamCT((32, 30))
+def test_rectangular_slices_project_as_the_same_image_padded_square():
+    """A 2 x 32 x 30 volume is seen exactly as its 32 x 32 zero-padded version (same centre), and
+    the adjoint of the rectangular geometry is exact."""
+    x = torch.rand(2, 32, 30, generator=torch.Generator().manual_seed(0))
+    assert ParallelBeamCT((32, 30)).detectors == 44  # the diagonal, ceil(sqrt(32^2 + 30^2))
+    rect = ParallelBeamCT((2, 32, 30), views=12, detectors=46)
+    square = ParallelBeamCT((2, 32, 32), views=12)
+    padded = torch.nn.functional.pad(x, (1, 1))
+    torch.testing.assert_close(rect(x), square(padded), rtol=1e-5, atol=1e-5)
+    y = torch.rand(rect.range_shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(rect.adjoint(y), square.adjoint(y)[..., 1:-1], rtol=1e-5, atol=1e-5)
+    assert medrecon.adjoint_test(ParallelBeamCT((21, 38), views=7)).relative_error < 1e-5
+
+
+def test_tiny_slices_and_complex_sinograms_are_refused():
+    with pytest.raises(medrecon.InputError, match=r"at least 2 x 2, got \(32, 1\)"):
+        ParallelBeamCT((32, 1))
     op = ParallelBeamCT((32, 32), views=8)
     with pytest.raises(medrecon.InputError, match="measurement must be real"):
         medrecon.Problem(op, torch.zeros(8, 46, dtype=torch.complex64), 0.1)
