@@ -1,20 +1,21 @@
 """Reconstruction quality of the demo's cases: the diffusion methods against the classical baselines.
 
     python benchmarks/quality.py [--json PATH] [--volume held-out|template|FILE.nii.gz]
-                                 [--case NAME ...] [--seeds N] [--device auto|cpu|cuda] [--quick]
+                                 [--case NAME ...] [--seeds N] [--slices N] [--device auto|cpu|cuda]
+                                 [--quick]
 
 Runs every case of `medrecon demo` (same operators, noise, methods and hyperparameters) for
 `--seeds` seeds (each seed draws new measurement noise, coil maps stay, and new sampler noise) and
 prints, per case and method, the mean and standard deviation over seeds of PSNR and SSIM
-(monai.metrics, on the reference's data range), seconds and network evaluations; then, per case, the
-gain of the best diffusion method over the best classical baseline (also in that method's JSON row,
-as `gain_db` and `best_baseline`).
+(monai.metrics, on the reference's data range; magnitudes for complex images), seconds and network
+evaluations; then, per case, the gain of the best diffusion method over the best classical baseline
+(also in that method's JSON row, as `gain_db` and `best_baseline`).
 
-Volumes: `held-out` (default) is the shipped sample, the slab of the MNI152 template held out of
-the brain-axial prior's training. `template` is the whole template at the prior's resolution (needs
-nilearn; a GPU-sized run): most of its slices were seen in training, and its rows say so.
-A NIfTI file is prepared the way train-prior prepares volumes (RAS, percentiles, in-plane crop,
-square, 64 x 64) and evaluated whole.
+Volumes, all at the native 1 mm of the `brain-1mm` prior and at full in-plane size: `held-out`
+(default) is the shipped sample, the 16 axial slices (233 x 197) of the MNI152 template held out of
+that prior's training. `template` is the whole template (needs nilearn; a GPU-sized run): most of
+it was seen in training, and its rows say so. A NIfTI file is read in RAS, divided by its maximum
+and evaluated whole. `--slices N` keeps the middle N slices.
 """
 
 from __future__ import annotations
@@ -26,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.demo import CASE_NAMES, demo_volume, markdown_table, run_case, select_cases
-from medrecon.samples import slab
+from medrecon.demo import CASE_NAMES, markdown_table, middle_slices, run_case, select_cases
 
 
 def load_volume(which: str) -> tuple[np.ndarray, np.ndarray, str, bool]:
     """(volume in [0, 1], affine, description, whether training saw (most of) it)."""
     if which == "held-out":
-        volume, affine = demo_volume(quick=False)
-        return volume, affine, "held-out slab (16 slices)", False
-    from medrecon.training import holdout_volume
+        from medrecon.samples import brain_sample
 
+        volume, affine = brain_sample("1mm")
+        return volume, affine, "held-out slab (16 slices, 1 mm)", False
     if which == "template":
         from importlib.resources import files
 
@@ -46,10 +46,13 @@ def load_volume(which: str) -> tuple[np.ndarray, np.ndarray, str, bool]:
         path, seen = which, False
     import nibabel as nib
 
-    slices = nib.load(path).shape[2]
-    volume, affine = holdout_volume(path, 2, 64, (0, slices))
+    image = nib.as_closest_canonical(nib.load(path))
+    volume = np.asarray(image.dataobj, dtype=np.float32).transpose(2, 1, 0)
+    volume = volume / max(float(volume.max()), 1e-12)
     keep = np.flatnonzero(volume.reshape(volume.shape[0], -1).max(axis=1) > 0.01)  # slices with anatomy
-    volume, affine = slab(volume, affine, int(keep[0]), int(keep[-1]) + 1)
+    from medrecon.samples import slab
+
+    volume, affine = slab(volume, np.asarray(image.affine), int(keep[0]), int(keep[-1]) + 1)
     return volume, affine, f"{Path(path).name}, {len(volume)} slices", seen
 
 
@@ -106,14 +109,15 @@ def main() -> None:
     parser.add_argument("--volume", default="held-out", help="held-out, template, or a NIfTI file")
     parser.add_argument("--case", action="append", default=[], choices=CASE_NAMES)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--slices", type=int, default=None, help="keep the middle N slices")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="the demo's quick settings (smoke test)")
     args = parser.parse_args()
 
     truth, affine, description, seen = load_volume(args.volume)
-    if args.quick:
-        middle = truth.shape[0] // 2
-        truth, affine = slab(truth, affine, middle - 2, middle + 2)
+    if args.quick or args.slices:
+        truth, affine = middle_slices(truth, affine, 2 if args.quick else args.slices)
+        description += f", middle {len(truth)} slices"
     cases = select_cases(args.case, args.quick)
     per_seed = []
     for seed in range(args.seeds):

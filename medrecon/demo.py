@@ -2,10 +2,12 @@
 diffusion prior and with classical baselines, and write NIfTIs, one PNG figure per case and a
 metrics table (Markdown and JSON).
 
-The sample is the slab of the MNI152 template held out of the `brain-axial` prior's training
-(`medrecon.samples.brain_sample`). Cases: 8-coil MRI at 4x and 8x, sparse-view CT (8 views),
-limited-angle CT (90 degrees), blind deblurring of a motion blur. Hyperparameters of every method
-(the baselines' TV weights included) were tuned once on this sample and are fixed here.
+The sample is the slab of the MNI152 template held out of the `brain-1mm` prior's training
+(`medrecon.samples.brain_sample`), at the template's own 1 mm grid (233 x 197 pixels per slice);
+the demo takes its middle `DEMO_SLICES` slices (the benchmark, `benchmarks/quality.py`, all 16).
+Cases: 8-coil MRI at 4x and 8x, 8x of a complex image (smooth background phase), sparse-view CT
+(8 views), limited-angle CT (90 degrees), blind deblurring of a motion blur. Hyperparameters of
+every method (the baselines' TV weights included) were tuned once on this sample and are fixed here.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.api import reconstruct, simulate
+from medrecon.contracts import Reconstruction
 from medrecon.errors import InputError
 from medrecon.figures import case_figure, measurement_view
 from medrecon.io import save_bundle, save_nifti, write_json, write_text
 from medrecon.io.bundle import Measurement
-from medrecon.metrics import psnr, ssim
+from medrecon.metrics import magnitude, psnr, ssim
 from medrecon.outputs import write_reconstruction
 from medrecon.plugin import PluginHost
 
-BRAIN_PRIOR = {"name": "diffusion", "weights": "brain-axial", "slice_batch": 16}
+BRAIN_PRIOR = {"name": "diffusion", "weights": "brain-1mm", "slice_batch": 8}
+#: slices of the sample the demo reconstructs (its middle ones), to stay within minutes on a CPU
+DEMO_SLICES = 4
 
 
 @dataclass(frozen=True)
@@ -45,25 +50,31 @@ class Case:
     operator: dict
     noise_std: float
     methods: tuple[Method, ...] = field(default_factory=tuple)
+    #: "smooth": the image is complex, the sample's magnitude with a smooth background phase
+    phase: str = "none"
+    #: at most this many (middle) slices of the volume, for cases whose methods are slow
+    max_slices: int | None = None
 
 
 def sigpy_tv(lamda: float, iterations: int) -> Callable[[Measurement], np.ndarray]:
     """sigpy's TotalVariationRecon (primal-dual) slice by slice with the measurement's coil maps
-    and mask: the reference TV reconstruction of the MRI community."""
+    and mask: the reference TV reconstruction of the MRI community (complex images stay complex)."""
 
     def run(m: Measurement) -> np.ndarray:
         import sigpy
         import sigpy.mri
 
         maps, mask = m.arrays["coil_maps"], m.arrays["mask"]
-        out = np.empty((m.y.shape[0], *m.y.shape[2:]), dtype=np.float32)
+        complex_image = bool(m.operator.params.get("complex_image", False))
+        out = np.empty((m.y.shape[0], *m.y.shape[2:]), dtype=np.complex64 if complex_image else np.float32)
         for d in range(m.y.shape[0]):
             slice_maps = maps[d] if maps.ndim == 4 else maps
             slice_mask = mask[d] if mask.ndim == 3 else mask
             app = sigpy.mri.app.TotalVariationRecon(
                 m.y[d], slice_maps, lamda, weights=slice_mask, max_iter=iterations, show_pbar=False
             )
-            out[d] = np.real(app.run())
+            image = app.run()
+            out[d] = image if complex_image else np.real(image)
         return out
 
     return run
@@ -84,23 +95,36 @@ def cases(quick: bool = False) -> list[Case]:
             {"prior": {"name": "tv", "weight": weight}, "sampler": {"name": "admm-tv", "iterations": iters}},
         )
 
-    mri = []
-    for r in (4, 8):
+    def mri(name: str, title: str, r: int, complex_image: bool, tv: float, **dds_params) -> Case:
         op = {"name": "mri-multicoil", "coils": 8, "acceleration": r}
-        mri.append(
-            Case(
-                f"mri-{r}x",
-                f"8-coil MRI, {r}x equispaced",
-                op,
-                0.005,
-                (
-                    Method("zero-filled", {"sampler": {"name": "adjoint"}}),
-                    Method("CG-SENSE", {"sampler": {"name": "cg", "iterations": 30 if not quick else 10}}),
-                    Method("sigpy TV", run=sigpy_tv(0.003, 100 if quick else 500)),
-                    dds(cg_iterations=5, tv_z=0.002, eta=0.85),
-                ),
-            )
+        if complex_image:
+            op["complex_image"] = True
+        return Case(
+            name,
+            title,
+            op,
+            0.005,
+            (
+                Method("zero-filled", {"sampler": {"name": "adjoint"}}),
+                Method("CG-SENSE", {"sampler": {"name": "cg", "iterations": 30 if not quick else 10}}),
+                Method("sigpy TV", run=sigpy_tv(tv, 100 if quick else 500)),
+                dds(**dds_params),
+            ),
+            phase="smooth" if complex_image else "none",
         )
+
+    mri_cases = [
+        mri("mri-4x", "8-coil MRI, 4x equispaced", 4, False, TUNED["sigpy-tv-4x"], **TUNED["dds-mri-4x"]),
+        mri("mri-8x", "8-coil MRI, 8x equispaced", 8, False, TUNED["sigpy-tv-8x"], **TUNED["dds-mri-8x"]),
+        mri(
+            "mri-8x-complex",
+            "8-coil MRI, 8x, complex image (smooth phase)",
+            8,
+            True,
+            TUNED["sigpy-tv-8x"],
+            **TUNED["dds-mri-8x"],
+        ),
+    ]
     ct = [
         Case(
             "ct-8view",
@@ -109,8 +133,8 @@ def cases(quick: bool = False) -> list[Case]:
             0.05,
             (
                 Method("FBP", {"sampler": {"name": "fbp"}}),
-                admm_tv(0.1),
-                dds(cg_iterations=5, tv_z=0.002, eta=0.85),
+                admm_tv(TUNED["admm-tv-8view"]),
+                dds(**TUNED["dds-ct-8view"]),
             ),
         ),
         Case(
@@ -120,33 +144,49 @@ def cases(quick: bool = False) -> list[Case]:
             0.05,
             (
                 Method("FBP", {"sampler": {"name": "fbp"}}),
-                admm_tv(1.0),
-                dds(cg_iterations=5, tv_z=0.002, eta=0.85),
+                admm_tv(TUNED["admm-tv-limited"]),
+                dds(**TUNED["dds-ct-limited"]),
             ),
         ),
     ]
-    blind = {"name": "blind-dps", "steps": 20 if quick else 100, "zeta": 2.0, "kernel_zeta": 0.03, "l1": 0.01}
+    blind = {"name": "blind-dps", "steps": 20 if quick else 100, **TUNED["blind-dps"]}
     deblur = Case(
         "deblur-motion",
         "blind deblurring, 9x9 motion kernel",
         {"name": "blind-deconv", "kernel_type": "motion", "kernel_size": 9, "intensity": 0.5, "seed": 3},
         0.01,
         (
-            admm_tv(0.0005, "TV, true kernel"),
+            admm_tv(TUNED["tv-true-kernel"], "TV, true kernel"),
             Method(
                 "blind TV",
                 {
-                    "prior": {"name": "tv", "weight": 0.002},
+                    "prior": {"name": "tv", "weight": TUNED["blind-tv"]},
                     "sampler": {"name": "blind-tv", "iterations": 10 if quick else 30, "initial_sigma": 2.0},
                 },
             ),
             Method("BlindDPS", {"prior": BRAIN_PRIOR, "sampler": blind}, diffusion=True),
         ),
+        max_slices=2,
     )
-    return [*mri, *ct, deblur]
+    return [*mri_cases, *ct, deblur]
 
 
-CASE_NAMES = ("mri-4x", "mri-8x", "ct-8view", "ct-limited-90", "deblur-motion")
+#: hyperparameters tuned once on the demo volume (each baseline swept as the diffusion recipe was)
+TUNED: dict = {
+    "sigpy-tv-4x": 0.003,
+    "sigpy-tv-8x": 0.003,
+    "dds-mri-4x": {"cg_iterations": 5, "tv_z": 0.002, "eta": 0.85},
+    "dds-mri-8x": {"cg_iterations": 5, "tv_z": 0.002, "eta": 0.85},
+    "admm-tv-8view": 0.1,
+    "admm-tv-limited": 1.0,
+    "dds-ct-8view": {"cg_iterations": 5, "tv_z": 0.002, "eta": 0.85},
+    "dds-ct-limited": {"cg_iterations": 5, "tv_z": 0.002, "eta": 0.85},
+    "tv-true-kernel": 0.0005,
+    "blind-tv": 0.002,
+    "blind-dps": {"zeta": 2.0, "kernel_zeta": 0.03, "l1": 0.01},
+}
+
+CASE_NAMES = ("mri-4x", "mri-8x", "mri-8x-complex", "ct-8view", "ct-limited-90", "deblur-motion")
 
 
 def select_cases(names: tuple[str, ...] | list[str], quick: bool) -> list[Case]:
@@ -162,15 +202,24 @@ def select_cases(names: tuple[str, ...] | list[str], quick: bool) -> list[Case]:
     return [known[n] for n in names]
 
 
-def demo_volume(quick: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The shipped brain slab (16 slices of 64 x 64); `quick` keeps its middle 4 slices."""
-    from medrecon.samples import brain_sample, slab
+def middle_slices(
+    volume: np.ndarray, affine: np.ndarray | None, count: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The middle `count` slices of a volume (all of them if it has fewer) and their affine."""
+    from medrecon.samples import slab
 
-    volume, affine = brain_sample()
-    if not quick:
+    if count >= volume.shape[0]:
         return volume, affine
-    middle = volume.shape[0] // 2
-    return slab(volume, affine, middle - 2, middle + 2)
+    start = (volume.shape[0] - count) // 2
+    return slab(volume, affine, start, start + count)
+
+
+def demo_volume(quick: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The middle slices of the shipped 1 mm brain slab: `DEMO_SLICES` of them, 2 with `quick`."""
+    from medrecon.samples import brain_sample
+
+    volume, affine = brain_sample("1mm")
+    return middle_slices(volume, affine, 2 if quick else DEMO_SLICES)
 
 
 def run_demo(
@@ -211,35 +260,39 @@ def run_case(
 ) -> list[dict]:
     """Simulate one case and run its methods: a metrics row per method. With `out`, also write
     the bundle, a NIfTI (and sidecar) per reconstruction and the case's PNG figure."""
-    m = simulate(truth, case.operator, noise_std=case.noise_std, seed=seed, affine=affine, host=host)
+    if case.max_slices is not None:
+        truth, affine = middle_slices(truth, affine, case.max_slices)
+    m = simulate(
+        truth, case.operator, noise_std=case.noise_std, seed=seed, affine=affine, phase=case.phase, host=host
+    )
     if out is not None:
         save_bundle(out / f"{case.name}.h5", m)
     rows, panels, results = [], [], {}
     for method in case.methods:
         log(f"{case.name}: {method.label}")
         start = time.perf_counter()
-        std, extras, nfe = None, {}, 0
         path = None if out is None else out / f"{case.name}_{slug(method.label)}.nii.gz"
         if method.run is not None:
+            import torch
+
             image = method.run(m)
-            if path is not None:
-                save_nifti(path, image, affine)
+            result = Reconstruction(torch.as_tensor(image), info={"method": method.label, "nfe": 0})
         else:
             result = reconstruct(method.recipe, m, seed=seed, device=device, host=host)
-            image = result.image.detach().cpu().numpy()
-            std = None if result.std is None else result.std.detach().cpu().numpy()
-            extras = {k: v.detach().cpu().numpy() for k, v in result.extras.items()}
-            nfe = result.info.get("nfe", 0)
-            if path is not None:
-                write_reconstruction(path, result, affine=affine)
         seconds = time.perf_counter() - start
+        result.info.setdefault("seconds", seconds)
+        if path is not None:  # every method's output with its sidecar, the external peers' too
+            write_reconstruction(path, result, affine=affine)
+        image = magnitude(result.image.detach().cpu().numpy())
+        std = None if result.std is None else result.std.detach().cpu().numpy()
+        extras = {k: v.detach().cpu().numpy() for k, v in result.extras.items()}
         row = {
             "case": case.name,
             "method": method.label,
             "psnr_db": round(psnr(truth, image), 2),
             "ssim": round(ssim(truth, image), 4),
             "seconds": round(seconds, 1),
-            "nfe": nfe,
+            "nfe": result.info.get("nfe", 0),
         }
         if "kernel" in extras:
             true_kernel = m.arrays["kernel"]

@@ -1,4 +1,4 @@
-"""Built-in sample data: the held-out brain slab shipped with the brain-axial prior, and phantoms."""
+"""Built-in sample data: held-out brain slabs shipped with the brain priors, and phantoms."""
 
 from __future__ import annotations
 
@@ -7,20 +7,28 @@ from pathlib import Path
 
 import numpy as np
 
-#: axial slices 80-95 of the MNI152 2009a T1 template at the brain-axial prior's 64 x 64 resolution,
-#: held out of that prior's training (see its prior card); intensities in [0, 1]
-BRAIN_SAMPLE = "brain_axial_holdout.nii.gz"
+#: the shipped brain slabs: axial slices 80-95 of the MNI152 2009a T1 template, held out of the
+#: training of the prior of the same resolution (see its card); intensities in [0, 1]
+BRAIN_SAMPLES = {
+    # 16 x 233 x 197 at 1 mm, the template's own grid (divided by its maximum): held out of brain-1mm
+    "1mm": "brain_1mm_holdout.nii.gz",
+    # 16 x 64 x 64 at 2.8 mm, as the brain-axial prior saw its training slices
+    "2.8mm": "brain_axial_holdout.nii.gz",
+}
 
 
-def brain_sample_path() -> Path:
-    return Path(str(files("medrecon") / "data" / BRAIN_SAMPLE))
+def brain_sample_path(resolution: str = "1mm") -> Path:
+    if resolution not in BRAIN_SAMPLES:
+        raise ValueError(f"no brain sample at {resolution!r}; choose one of {', '.join(BRAIN_SAMPLES)}")
+    return Path(str(files("medrecon") / "data" / BRAIN_SAMPLES[resolution]))
 
 
-def brain_sample() -> tuple[np.ndarray, np.ndarray]:
-    """The shipped brain sample as a (D, H, W) float32 volume in [0, 1] and its affine."""
+def brain_sample(resolution: str = "1mm") -> tuple[np.ndarray, np.ndarray]:
+    """A shipped brain sample as a (D, H, W) float32 volume in [0, 1] and its affine: "1mm" (the
+    template's grid, 16 x 233 x 197) or "2.8mm" (16 x 64 x 64)."""
     from medrecon.io import load_nifti
 
-    volume = load_nifti(brain_sample_path())
+    volume = load_nifti(brain_sample_path(resolution))
     return volume.data.astype(np.float32), volume.affine
 
 

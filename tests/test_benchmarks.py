@@ -62,10 +62,16 @@ def test_gaussian_oracle_benchmark_writes_its_rows(tmp_path):
 
 
 def test_sampler_speed_benchmark_writes_its_rows(tmp_path):
-    rows = _run("sampler_speed", "--steps", "2", "--size", "2", "32", "32", tmp_path=tmp_path)
-    assert {r["sampler"] for r in rows} == {"dds", "diffusion-mbir", "pigdm", "dps"}
-    for r in rows:
-        assert 0 < r["network_share"] <= r["with_backward"] <= 1 and r["nfe"] == r["network_calls"] == 2
+    rows = _run("sampler_speed", "--quick", tmp_path=tmp_path)
+    network = [r for r in rows if r["part"] == "network"]
+    assert {r["network"] for r in network} == {"native (conv only)", "brain-axial (attention)"}
+    assert all(r["ms_per_slice_per_nfe"] > 0 and r["per_voxel_vs_smallest"] > 0 for r in network)
+    samplers = [r for r in rows if r["part"] == "sampler"]
+    assert {r["sampler"] for r in samplers} == {"dds", "diffusion-mbir", "pigdm", "dps"}
+    for r in samplers:
+        assert 0 < r["network_share"] <= r["with_backward"] <= 1 and r["nfe"] == 2
+    [memory] = [r for r in rows if r["part"] == "memory"]
+    assert memory["peak_mb"] > 0 and memory["volume"] == "4x64x64"
 
 
 def test_quality_benchmark_reports_seeds_and_the_diffusion_gain(tmp_path):

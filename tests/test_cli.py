@@ -200,13 +200,14 @@ def test_demo_quick_writes_figures_reconstructions_and_metrics(tmp_path):
     _, affine = demo_volume(quick=True)
     written = nib.load(str(out / "mri-8x_dds-tv-z.nii.gz"))
     np.testing.assert_allclose(written.affine, affine, atol=1e-5)
-    assert written.shape == (64, 64, 4) and (out / "mri-8x_dds-tv-z.json").is_file()
+    assert written.shape == (197, 233, 2) and (out / "mri-8x_dds-tv-z.json").is_file()
+    assert (out / "mri-8x_sigpy-tv.json").is_file()  # the external peer's output has its sidecar too
 
 
 def test_demo_names_an_unknown_case(tmp_path):
     result = run("demo", "--out", tmp_path / "d", "--quick", "--case", "mri-16x", ok=False)
     assert result.exit_code == 2
-    assert "unknown demo case(s) 'mri-16x'; choose from mri-4x, mri-8x" in result.output
+    assert "unknown demo case(s) 'mri-16x'; choose from mri-4x, mri-8x, mri-8x-complex" in result.output
 
 
 def test_the_installed_console_script_runs():

@@ -86,6 +86,11 @@ def cg_iterations(
     Yields the iterate after each iteration; stops after `iterations` or once
     ||r|| <= tol * ||b||. With `batch_dims = k` the first k axes index independent systems (one
     step size per system, as for K posterior samples at once); with 0 the whole tensor is one system.
+
+    A system whose residual vanishes, or whose search direction meets zero or negative curvature
+    (p^H M p <= 0: M only approximately positive, such as a covariance built from a network's
+    Jacobian), stops where it is: its later step sizes are zero. Dividing by a clamped curvature
+    instead sends the iterate to infinity, and then to NaN.
     """
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - apply(x) if x0 is not None else b.clone()
@@ -100,17 +105,22 @@ def cg_iterations(
 
     rs = dot(r, r)
     stop = tol**2 * dot(b, b)
+    active = torch.isfinite(rs) & (rs > stop) & (rs > 0)
+    # float64 step sizes do not promote x, r, p: cast them to the real dtype of the data.
+    real = x.real.dtype if x.is_complex() else x.dtype
     for _ in range(iterations):
-        if bool((rs <= stop).all()) or bool((rs == 0).all()):
+        if not bool(active.any()):
             return
         mp = apply(p)
-        alpha = rs / dot(p, mp).clamp_min(1e-30)
-        # float64 step sizes do not promote x, r, p: cast them to the real dtype of the data.
-        real = x.real.dtype if x.is_complex() else x.dtype
+        curvature = dot(p, mp)
+        active = active & (curvature > 0) & torch.isfinite(curvature)
+        alpha = torch.where(active, rs / torch.where(active, curvature, 1.0), 0.0)
         x = x + alpha.to(real) * p
         r = r - alpha.to(real) * mp
         rs_new = dot(r, r)
-        p = r + (rs_new / rs.clamp_min(1e-30)).to(real) * p
+        active = active & (rs_new > stop) & (rs_new > 0)
+        beta = torch.where(active, rs_new / torch.where(rs > 0, rs, 1.0), 0.0)
+        p = r + beta.to(real) * p
         rs = rs_new
         yield x
 

@@ -280,13 +280,14 @@ def load_bundle_prior(
 
 
 class Diffusion(NetworkPrior):
-    """The `diffusion` prior: weights by shipped name, by path to a prior card, or a MONAI bundle
-    folder. `data_range` overrides the training intensity range (bundles do not state one; the
-    default for them is [-1, 1])."""
+    """The `diffusion` prior: weights by shipped name ("brain-1mm": brain MRI at 1 mm, any size,
+    real or complex; "brain-axial": axial brain slices at 64 x 64, 2.8 mm), by path to a prior card,
+    or a MONAI bundle folder. `data_range` overrides the training intensity range (bundles do not
+    state one; the default for them is [-1, 1])."""
 
     def __init__(
         self,
-        weights: str = "brain-axial",
+        weights: str = "brain-1mm",
         slice_axis: int = 0,
         slice_batch: int = 8,
         data_range: tuple[float, float] | None = None,

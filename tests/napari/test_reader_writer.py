@@ -63,14 +63,17 @@ def test_sample_phantom_opens(make_napari_viewer):
     assert layer.data.shape == (64, 128, 128) and float(layer.data.max()) == pytest.approx(1.0)
 
 
-def test_brain_sample_opens_placed_by_its_affine(make_napari_viewer):
+@pytest.mark.parametrize(
+    ("key", "resolution", "pixel"), [("brain-1mm", "1mm", 1.0), ("brain-axial", "2.8mm", 181 / 64)]
+)
+def test_brain_samples_open_placed_by_their_affine(make_napari_viewer, key, resolution, pixel):
     from medrecon.samples import brain_sample
 
-    volume, affine = brain_sample()
+    volume, affine = brain_sample(resolution)
     viewer = make_napari_viewer()
-    viewer.open_sample("medrecon", "brain-axial")
-    layer = viewer.layers["brain-axial sample"]
+    viewer.open_sample("medrecon", key)
+    layer = viewer.layers[f"{key} sample"]
     np.testing.assert_array_equal(layer.data, volume)
-    # (D, H, W) = (k, j, i): slices 1 mm apart, pixels 181 / 64 mm, at the template's position
-    np.testing.assert_allclose(np.diag(layer.affine.affine_matrix)[:3], [1.0, 181 / 64, 181 / 64])
+    # (D, H, W) = (k, j, i): slices 1 mm apart, pixels of the sample's size, at the template's position
+    np.testing.assert_allclose(np.diag(layer.affine.affine_matrix)[:3], [1.0, pixel, pixel])
     np.testing.assert_allclose(layer.affine.affine_matrix[:3, 3], affine[[2, 1, 0], 3])

@@ -139,25 +139,26 @@ def test_a_bundle_opens_with_a_first_reconstruction_and_reconstructs_from_the_wi
 
 
 def test_the_brain_sample_reconstructs_with_the_shipped_prior(viewer_with_widget, qtbot):
-    """The tutorial path: open the shipped sample, 8x MRI, DDS with brain-axial, result over it."""
+    """The tutorial path: open the 1 mm sample, 8x MRI, DDS with the default brain-1mm prior, result
+    over it."""
     viewer, widget, _ = viewer_with_widget
-    viewer.open_sample("medrecon", "brain-axial")
-    brain = viewer.layers["brain-axial sample"]
+    viewer.open_sample("medrecon", "brain-1mm")
+    brain = viewer.layers["brain-1mm sample"]
     widget.source.value = brain
     widget.operator.value = "mri-multicoil"
     widget.forms["operator"]["acceleration"].value = "8.0"
     widget.prior.value = "diffusion"
     widget.sampler.value = "dds"
-    widget.forms["sampler"]["steps"].value = 5
+    widget.forms["sampler"]["steps"].value = 3
     widget.device.value = "cpu"
     widget.start()
-    name = "brain-axial sample dds"
+    name = "brain-1mm sample dds"
     qtbot.waitUntil(lambda: name in viewer.layers and widget.run_button.enabled, timeout=120_000)
     result = viewer.layers[name]
     np.testing.assert_allclose(result.affine.affine_matrix, brain.affine.affine_matrix)
     m = medrecon.simulate(brain.data, {"name": "mri-multicoil", "acceleration": 8.0}, noise_std=0.01, seed=0)
     expected = medrecon.reconstruct(
-        {"prior": {"name": "diffusion"}, "sampler": {"name": "dds", "steps": 5}}, m, device="cpu"
+        {"prior": {"name": "diffusion"}, "sampler": {"name": "dds", "steps": 3}}, m, device="cpu"
     ).image.numpy()
     np.testing.assert_allclose(result.data, expected, rtol=1e-4, atol=1e-4)
     assert "PSNR" in widget.status.value

@@ -24,8 +24,9 @@ def card(name: str) -> dict:
 
 
 def test_shipped_files_stay_well_under_50_mb():
-    files = [*shipped_dir().iterdir(), brain_sample_path()]
-    assert {"brain-axial.json", "brain-axial.safetensors", "motion-kernels.json"} <= {f.name for f in files}
+    files = [*shipped_dir().iterdir(), brain_sample_path("1mm"), brain_sample_path("2.8mm")]
+    names = {f.name for f in files}
+    assert {"brain-1mm.json", "brain-1mm.safetensors", "brain-axial.json", "motion-kernels.json"} <= names
     assert sum(f.stat().st_size for f in files) < 20e6
 
 
@@ -47,7 +48,7 @@ def test_the_brain_sample_is_exactly_the_held_out_slab():
 
     template = files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
     expected, affine = holdout_volume(str(template), 2, 64, (80, 96))
-    volume, sample_affine = brain_sample()
+    volume, sample_affine = brain_sample("2.8mm")
     assert volume.shape == (16, 64, 64) and volume.dtype == np.float32
     np.testing.assert_allclose(volume, expected, atol=1e-6)
     np.testing.assert_allclose(sample_affine, affine, atol=1e-5)
@@ -67,17 +68,61 @@ def test_priors_load_by_name_and_path(host):
         prior("motion-kernels")
 
 
-def test_brain_prior_beats_cg_sense_on_held_out_slices(host):
-    """The shipped prior is worth its bytes: 8x MRI of 4 held-out slices, 20 DDS steps."""
-    volume, _ = brain_sample()
+def test_brain_axial_beats_cg_sense_on_held_out_slices(host):
+    """The 64 x 64 prior is worth its bytes: 8x MRI of 4 held-out slices, 20 DDS steps."""
+    volume, _ = brain_sample("2.8mm")
     truth = np.ascontiguousarray(volume[6:10])
     m = medrecon.simulate(
         truth, {"name": "mri-multicoil", "coils": 8, "acceleration": 8}, noise_std=0.005, host=host
     )
     cg = medrecon.reconstruct({"sampler": {"name": "cg", "iterations": 30}}, m, host=host)
-    dds = medrecon.reconstruct(
-        {"prior": {"name": "diffusion"}, "sampler": {"name": "dds", "steps": 20, "tv_z": 0.002}},
-        m,
-        host=host,
-    )
+    recipe = {
+        "prior": {"name": "diffusion", "weights": "brain-axial"},
+        "sampler": {"name": "dds", "steps": 20, "tv_z": 0.002},
+    }
+    dds = medrecon.reconstruct(recipe, m, host=host)
+    assert psnr(truth, dds.image.numpy()) > psnr(truth, cg.image.numpy()) + 1.0
+
+
+def test_brain_1mm_card_says_its_scale_data_and_what_was_held_out():
+    c = card("brain-1mm")
+    data = c["training"]["data"]
+    assert c["pixel_spacing_mm"] == [1.0, 1.0] and c["orientation"] == "axial, coronal, sagittal"
+    assert c["intensity"]["complex"] and c["intensity"]["background"] == 0.0 and c["image_size"] is None
+    assert data["files"] == ["mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"]
+    assert [f.split("_")[2] for f in data["tissue_maps"]] == ["gm", "wm"]
+    # the test slab and the validation slab, each with its guard, are cut out of every orientation
+    assert data["holdout"] == [80, 96] and data["validation"] == [120, 128] and data["holdout_guard"] == 4
+    assert data["excluded_slices"] == [[76, 100], [116, 132]]
+    assert not c["architecture"]["mid_block_attention"] and not any(c["architecture"]["attention_levels"])
+    assert "McGill University" in c["training"]["notice"]
+    history = c["training"]["history"]
+    assert c["training"]["steps"] >= 2000 and history[-1]["validation_loss"] < history[0]["validation_loss"]
+
+
+def test_the_1mm_sample_is_exactly_the_held_out_slab_on_the_templates_grid():
+    from importlib.resources import files
+
+    import nibabel as nib
+
+    template = files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    image = nib.load(str(template))
+    volume, affine = brain_sample("1mm")
+    expected = np.asarray(image.dataobj, dtype=np.float32)[:, :, 80:96].transpose(2, 1, 0) / 255.0
+    assert volume.shape == (16, 233, 197) and volume.dtype == np.float32
+    np.testing.assert_allclose(volume, expected, atol=1e-6)
+    # voxel (i, j, 0) of the sample is voxel (i, j, 80) of the template: the same world point
+    np.testing.assert_allclose(affine @ [10, 20, 0, 1], image.affine @ [10, 20, 80, 1], atol=1e-5)
+
+
+def test_brain_1mm_beats_cg_sense_at_full_resolution(host):
+    """The native prior on two held-out 233 x 197 slices at 1 mm, 8x MRI, 20 DDS steps."""
+    volume, affine = brain_sample("1mm")
+    truth = np.ascontiguousarray(volume[7:9])
+    op = {"name": "mri-multicoil", "coils": 8, "acceleration": 8}
+    m = medrecon.simulate(truth, op, noise_std=0.005, affine=affine, host=host)
+    cg = medrecon.reconstruct({"sampler": {"name": "cg", "iterations": 30}}, m, host=host)
+    recipe = {"prior": {"name": "diffusion", "weights": "brain-1mm"}, "sampler": {"name": "dds", "steps": 20}}
+    dds = medrecon.reconstruct(recipe, m, host=host)
+    assert "warnings" not in dds.info  # 1 mm data, a 1 mm prior
     assert psnr(truth, dds.image.numpy()) > psnr(truth, cg.image.numpy()) + 1.0
