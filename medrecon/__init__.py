@@ -28,6 +28,7 @@ from medrecon.errors import (
     IncompatibleError,
     InputError,
     MedreconError,
+    NumericalError,
     PluginError,
     RecipeError,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "InputError",
     "Measurement",
     "MedreconError",
+    "NumericalError",
     "Operator",
     "OperatorSpec",
     "PluginError",

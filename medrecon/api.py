@@ -27,7 +27,7 @@ from medrecon.contracts import (
     drive,
 )
 from medrecon.device import resolve_device
-from medrecon.errors import InputError, RecipeError
+from medrecon.errors import InputError, NumericalError, RecipeError
 from medrecon.io.bundle import Measurement
 from medrecon.params import CONTEXT_PARAMETERS, coerce_params, parameters_of
 from medrecon.plugin import PluginHost, default_host
@@ -211,7 +211,12 @@ def reconstruct_steps(
             except StopIteration as stop:
                 result = stop.value
                 break
+        if step.estimate is not None:
+            check_finite(step.estimate, recipe.sampler.name, f"step {step.index + 1} of {step.total}")
         yield step
+    for role, value in (("image", result.image), ("std", result.std), *result.extras.items()):
+        if value is not None:
+            check_finite(value, recipe.sampler.name, f"the final {role}")
     result.info.update(
         recipe=recipe.to_dict(),
         operator=operator.describe(),
@@ -224,6 +229,20 @@ def reconstruct_steps(
     if warnings:
         result.info["warnings"] = [*result.info.get("warnings", []), *warnings]
     return result
+
+
+def check_finite(value: torch.Tensor, sampler: str, where: str) -> None:
+    """Raise NumericalError, naming the sampler and the step, if `value` holds NaN or Inf."""
+    finite = torch.isfinite(torch.view_as_real(value) if value.is_complex() else value)
+    if bool(finite.all()):
+        return
+    bad = int((~finite).sum())
+    raise NumericalError(
+        f"sampler '{sampler}' produced {bad} NaN or infinite value(s) at {where}; the run was stopped "
+        "and nothing was written. Likely causes: a step size too large for this problem (zeta, alpha, "
+        "eta, rho), too few or too many CG iterations, or an operator whose adjoint is wrong "
+        "(check it with medrecon.adjoint_test)"
+    )
 
 
 #: how far (relative) the data's pixel size may be from a prior's before a warning

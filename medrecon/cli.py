@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from medrecon.errors import Cancelled, MedreconError, RecipeError
+from medrecon.errors import Cancelled, MedreconError, NumericalError, RecipeError
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -87,6 +87,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was written", err=True)
             sys.exit(EXIT_CANCELLED)
+        except NumericalError as err:  # not the user's input: the run itself failed
+            click.echo(f"error: {err}", err=True)
+            sys.exit(EXIT_FAILURE)
         except MedreconError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -170,6 +173,13 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     from medrecon.recipe import Recipe
 
     check_output_path(out, [volume, recipe])
+    if out.suffix not in (".h5", ".hdf5"):
+        raise RecipeError(
+            f"bundle {out} must end in .h5 (a measurement bundle), e.g. {out.with_suffix('.h5')}"
+        )
+    from medrecon.outputs import check_writable
+
+    check_writable(out.parent)
     rec = _apply_overrides(Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name)
     if rec.operator is None:
         raise RecipeError("name the operator: --operator NAME or --recipe FILE with an [operator] table")
@@ -204,35 +214,42 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an earlier output set at OUT (image, std, sidecar ...)."
+)
 @click.pass_context
 def reconstruct(
-    ctx, bundle, out, recipe, sampler_name, prior_name, params, noise_std, seed, device, quiet
+    ctx, bundle, out, recipe, sampler_name, prior_name, params, noise_std, seed, device, quiet, overwrite
 ) -> None:
     """Reconstruct a measurement BUNDLE (or fastMRI .h5) and write a NIfTI with a JSON sidecar."""
     from medrecon.api import reconstruct as run_reconstruction
-    from medrecon.io import check_output_path, load_bundle
-    from medrecon.outputs import write_reconstruction
+    from medrecon.io import load_bundle
+    from medrecon.outputs import check_output_set, output_lock, write_reconstruction
     from medrecon.recipe import Recipe
 
-    check_output_path(out, [bundle, recipe])
     measurement = load_bundle(bundle)
+    # the image (and a std map) in float32, uncompressed: an upper bound of what will be written
+    check_output_set(out, [bundle, recipe], overwrite=overwrite, expected_bytes=2 * measurement.y.size * 4)
     rec = Recipe.load(recipe)
     overrides = _parse_params(params, None)
     operator_name = None
     if "operator" in overrides:  # -p operator.x=... tunes the measurement's own operator
         operator_name = rec.operator.name if rec.operator else measurement.operator.name
     rec = _apply_overrides(rec, overrides, operator=operator_name, prior=prior_name, sampler=sampler_name)
-    with _progress_bar(quiet) as progress:
-        result = run_reconstruction(
-            rec,
-            measurement,
-            seed=seed,
-            device=device,
-            noise_std=noise_std,
-            progress=progress,
-            host=_host(ctx),
+    with output_lock(out):
+        with _progress_bar(quiet) as progress:
+            result = run_reconstruction(
+                rec,
+                measurement,
+                seed=seed,
+                device=device,
+                noise_std=noise_std,
+                progress=progress,
+                host=_host(ctx),
+            )
+        written = write_reconstruction(
+            out, result, affine=measurement.affine, inputs=(bundle, recipe), overwrite=overwrite
         )
-    written = write_reconstruction(out, result, affine=measurement.affine, inputs=(bundle, recipe))
     for path in written:
         click.echo(f"wrote {path}")
 

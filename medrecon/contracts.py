@@ -49,6 +49,10 @@ class Operator(torch.nn.Module, abc.ABC):
         spectrum, an SVD), else return None; samplers such as PiGDM fall back to CG then."""
         return None
 
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor | None:
+        """A^+ y (the minimum-norm x with A x = y) where the structure gives it exactly, else None."""
+        return None
+
     @property
     def has_svd(self) -> bool:
         """Whether `svd()` is available (a decomposition samplers such as ΠGDM exploit)."""

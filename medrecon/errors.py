@@ -26,6 +26,10 @@ class IncompatibleError(InputError):
     """A sampler cannot run with the given operator and prior."""
 
 
+class NumericalError(MedreconError):
+    """A run produced NaN or infinite values; it was stopped and nothing was written."""
+
+
 class Cancelled(MedreconError):
     """A run was cancelled between two steps; nothing was written."""
 

@@ -6,7 +6,7 @@ import torch
 
 import medrecon
 
-BUILTIN_PLUGINS = ("mri", "ct", "deconv", "priors", "samplers")
+BUILTIN_PLUGINS = ("mri", "ct", "deconv", "restoration", "priors", "samplers")
 
 #: A tiny MONAI DiffusionModelUNet (45k parameters) for tests of network priors.
 TINY_UNET = {

@@ -72,18 +72,19 @@ def test_plugins_lists_the_third_party_components_and_its_broken_entry_point(env
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     rows = {c["name"]: c for c in data["components"]}
-    assert rows["downsample"]["kind"] == "operator" and rows["landweber"]["kind"] == "sampler"
+    assert rows["pixel-binning"]["kind"] == "operator" and rows["landweber"]["kind"] == "sampler"
     assert (
-        rows["downsample"]["distribution"] == "medrecon-example" and rows["downsample"]["version"] == "1.2.3"
+        rows["pixel-binning"]["distribution"] == "medrecon-example"
+        and rows["pixel-binning"]["version"] == "1.2.3"
     )
-    assert not rows["downsample"]["builtin"] and rows["mri-multicoil"]["builtin"]
+    assert not rows["pixel-binning"]["builtin"] and rows["mri-multicoil"]["builtin"]
     [failed] = data["failed"]
     assert failed["plugin"] == "example-broken" and failed["distribution"] == "medrecon-example"
     assert "No module named 'medrecon_example_missing_dependency'" in failed["error"]
     assert "skipped" in proc.stderr  # the warning a user sees
 
     table = medrecon_cli(env_python, "plugins").stdout
-    assert "downsample" in table and "failed plugins" in table and "example-broken" in table
+    assert "pixel-binning" in table and "failed plugins" in table and "example-broken" in table
 
 
 def test_the_third_party_operator_and_sampler_run_end_to_end(env_python, tmp_path, phantom):
@@ -91,7 +92,7 @@ def test_the_third_party_operator_and_sampler_run_end_to_end(env_python, tmp_pat
     nib.save(nib.Nifti1Image(phantom.transpose(2, 1, 0), np.eye(4)), str(volume))
     bundle, out = tmp_path / "m.h5", tmp_path / "r.nii.gz"
     sim = medrecon_cli(
-        env_python, "simulate", volume, "-o", bundle, "--operator", "downsample", "--noise-std", "0.01"
+        env_python, "simulate", volume, "-o", bundle, "--operator", "pixel-binning", "--noise-std", "0.01"
     )
     assert sim.returncode == 0, sim.stderr
     rec = medrecon_cli(env_python, "reconstruct", bundle, "-o", out, "--sampler", "landweber", "--quiet")
@@ -107,7 +108,7 @@ def test_disabling_and_no_plugins_hide_the_third_party_plugin(env_python):
         env_python, "plugins", "--json", env={"MEDRECON_DISABLE_PLUGINS": "example,example-broken"}
     )
     names = {c["name"] for c in json.loads(disabled.stdout)["components"]}
-    assert "downsample" not in names and "mri-multicoil" in names
+    assert "pixel-binning" not in names and "mri-multicoil" in names
     assert json.loads(disabled.stdout)["failed"] == []
     builtins = medrecon_cli(env_python, "--no-plugins", "plugins", "--json")
     data = json.loads(builtins.stdout)

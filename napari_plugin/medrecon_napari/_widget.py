@@ -200,7 +200,7 @@ class ReconstructWidget(QWidget):
         if "medrecon preview" in self.viewer.layers:
             self.viewer.layers.remove("medrecon preview")
         if isinstance(result, Failure):
-            self.status.value = "failed"
+            self.status.value = f"failed: {result.message}"[:300]
             show_error(f"medrecon: {result.message}")
             return
 

@@ -206,11 +206,28 @@ def _ancestral(owner, prior, x_t, t, a_t, a_prev, noise):
     return tw, x0, ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, 1.0, noise)
 
 
+def clip_to_range(x0: torch.Tensor, prior: DiffusionPrior, clip: bool) -> torch.Tensor:
+    """x0 estimates clamped to the prior's intensity range widened by a quarter on each side (the
+    reference DPS and BlindDPS code clamp to [-1, 1]); unchanged without `clip` or a known range.
+    Complex estimates have their real and imaginary parts clamped."""
+    data_range = getattr(prior, "data_range", None)
+    if not clip or data_range is None:
+        return x0
+    lo, hi = data_range
+    margin = 0.25 * (hi - lo)
+    if x0.is_complex():
+        return torch.complex(x0.real.clamp(lo - margin, hi + margin), x0.imag.clamp(lo - margin, hi + margin))
+    return x0.clamp(lo - margin, hi + margin)
+
+
 class _LikelihoodGuided(DiffusionSampler):
     """DDIM with the Tweedie estimate corrected by a Gaussian likelihood approximation:
     p(y | x_t) ~ N(A x0_hat, s^2 I + A V A^H), whose score J^T A^H (s^2 I + A V A^H)^-1 (y - A x0_hat)
     moves x0_hat to x0_hat + (1 - a_t) / sqrt(a_t) * score (Tweedie's formula with the posterior score).
     The linear system in measurement space is solved by `cg_iterations` of CG."""
+
+    #: clamp x0_hat + correction to the prior's range (see clip_to_range)
+    clip = False
 
     def __init__(self, steps: int, samples: int, eta: float, cg_iterations: int):
         super().__init__(steps, samples, eta)
@@ -238,7 +255,7 @@ class _LikelihoodGuided(DiffusionSampler):
         x0 = tw.x0.detach()
         w = self.solve(problem, tw, a_t, y - op(x0))
         score = tw.vjp(op.adjoint(w))
-        x0_post = x0 + (1 - a_t) / a_t.sqrt() * score
+        x0_post = clip_to_range(x0 + (1 - a_t) / a_t.sqrt() * score, prior, self.clip)
         eps_post = noise_of(x_t, x0_post, a_t)
         return ddim_step(x0_post, eps_post, a_t, a_prev, self.eta, noise).detach(), x0_post.detach()
 
@@ -250,7 +267,19 @@ class PiGDM(_LikelihoodGuided):
     `solver`: "exact" uses the operator's exact solve (diagonal spectrum or SVD, e.g. a periodic
     blur), "cg" uses `cg_iterations` of CG, "auto" the exact solve where the operator has one. An
     exact solve asked of an operator without one falls back to CG and says so in the log and in
-    info["pigdm_solver"]. Defaults: 100 steps and eta = 1.0, the paper's noisy-restoration setting."""
+    info["pigdm_solver"].
+
+    `weight` says how the guidance g = J^T A^H (r_t^2 A A^H + s^2 I)^-1 (y - A x0_hat) enters:
+    - "published" (default): added to the DDIM step from the network's x0_hat with the weight
+      sqrt(a_{t-1} a_t) (1 - a_t), as the authors' public implementation does (NVlabs RED-diff,
+      algos/pgdm.py, `awd`: sqrt(a_{t-1} a_t) on J^T A^+ (y - A x0_hat), whose noiseless limit our g
+      reaches times r_t^2). The guidance fades where a_t is small, where a trained network's Jacobian
+      is least reliable.
+    - "tweedie": x0_hat + (1 - a_t) / sqrt(a_t) g, Tweedie's formula with the posterior score, exact for
+      a Gaussian prior (the oracle's case); with a trained prior the factor 1 / sqrt(a_t) amplifies
+      the network's Jacobian errors at high noise and the run can diverge (measured: NaN at step 7 of
+      100 on 8-coil MRI and on inpainting with brain-axial).
+    Defaults: 100 steps and eta = 1.0, the paper's noisy-restoration setting."""
 
     def __init__(
         self,
@@ -259,13 +288,27 @@ class PiGDM(_LikelihoodGuided):
         eta: float = 1.0,
         cg_iterations: int = 10,
         solver: Literal["auto", "exact", "cg"] = "auto",
+        weight: Literal["published", "tweedie"] = "published",
         grad_chunk: int = 0,
     ):
         super().__init__(steps, samples, eta, cg_iterations)
         if solver not in ("auto", "exact", "cg"):
             raise InputError(f"solver must be auto, exact or cg, got {solver!r}")
-        self.solver = solver
+        if weight not in ("published", "tweedie"):
+            raise InputError(f"weight must be 'published' or 'tweedie', got {weight!r}")
+        self.solver, self.weight = solver, weight
         self.grad_chunk = grad_chunk
+
+    def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
+        if self.weight == "tweedie":
+            return super().update(problem, prior, x_t, t, a_t, a_prev, noise)
+        op, y = problem.operator, problem.y
+        tw = _Tweedie(prior, x_t, t, self)
+        x0 = tw.x0.detach()
+        w = self.solve(problem, tw, a_t, y - op(x0))
+        guidance = tw.vjp(op.adjoint(w))
+        x_prev = ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, self.eta, noise)
+        return (x_prev + (a_prev * a_t).sqrt() * (1 - a_t) * guidance).detach(), x0
 
     def start(self, problem: Problem) -> None:
         op = problem.operator
@@ -289,6 +332,7 @@ class PiGDM(_LikelihoodGuided):
     def iterate(self, problem, prior, *, seed=0):
         result = yield from super().iterate(problem, prior, seed=seed)
         result.info["pigdm_solver"] = self.used
+        result.info["pigdm_weight"] = self.weight
         return result
 
 
@@ -297,7 +341,12 @@ class MMPS(_LikelihoodGuided):
     from Tweedie's second-order formula, (1 - a_t) / sqrt(a_t) * d x0_hat / d x_t, applied matrix-free
     with vector-Jacobian products inside CG. For a Gaussian prior this is the exact conditional
     denoiser E[x0 | x_t, y] (the "CGDM" case), so with enough steps the samples follow the exact
-    posterior. Defaults: 100 steps, ancestral updates (eta = 1), 5 CG iterations as in the paper."""
+    posterior. With a trained prior the Jacobian is only approximately symmetric and positive (CG
+    stops a chain at negative curvature) and at high noise its errors are amplified by
+    1 / sqrt(a_t); `clip` (default on) clamps each corrected x0 to the prior's range widened by a
+    quarter, as the DPS reference clamps x0_hat (measured, brain-axial, 70% missing pixels: -31.9 dB
+    without at 100 steps, 25.6 dB with at 30). A Gaussian prior has no range: nothing is clamped.
+    Defaults: 100 steps, ancestral updates (eta = 1), 5 CG iterations as in the paper."""
 
     def __init__(
         self,
@@ -305,10 +354,12 @@ class MMPS(_LikelihoodGuided):
         samples: int = 1,
         eta: float = 1.0,
         cg_iterations: int = 5,
+        clip: bool = True,
         grad_chunk: int = 0,
     ):
         super().__init__(steps, samples, eta, cg_iterations)
         self.grad_chunk = grad_chunk
+        self.clip = clip
 
     def covariance(self, tweedie, a_t, u):
         return (1 - a_t) / a_t.sqrt() * tweedie.vjp(u)

@@ -9,6 +9,7 @@ from medrecon.numerics import adjoint_test
 from medrecon_ct import ParallelBeamCT
 from medrecon_deconv import Convolution
 from medrecon_mri import MultiCoilMRI
+from medrecon_restoration import Downsample, Inpainting
 
 pytestmark = pytest.mark.gpu
 
@@ -21,6 +22,9 @@ OPERATORS = {
     "ct-limited": lambda: ParallelBeamCT((8, 64, 64), angle_range=(0, 90)),
     "deconv-2d": lambda: Convolution((8, 64, 64), kernel_size=9),
     "deconv-3d": lambda: Convolution((16, 32, 32), kernel_size=7, kernel_dims=3, boundary="periodic"),
+    "inpainting": lambda: Inpainting((8, 64, 64), missing=0.7),
+    "downsample-block": lambda: Downsample((8, 64, 64), factor=4),
+    "downsample-gaussian-3d": lambda: Downsample((16, 32, 32), factor=2, method="gaussian", dims=3),
 }
 
 

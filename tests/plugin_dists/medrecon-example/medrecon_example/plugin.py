@@ -7,8 +7,8 @@ import torch
 import medrecon
 
 
-class Downsample(medrecon.Operator):
-    """Super-resolution forward model: average over `factor` x `factor` pixel blocks of each slice."""
+class PixelBinning(medrecon.Operator):
+    """Pixel binning: the average over `factor` x `factor` blocks of each slice."""
 
     def __init__(self, shape: tuple[int, ...], factor: int = 2):
         super().__init__()
@@ -49,7 +49,7 @@ class Landweber(medrecon.Sampler):
 @medrecon.hookimpl
 def medrecon_operators():
     yield medrecon.OperatorSpec(
-        name="downsample", factory=Downsample, summary="2D block-average downsampling"
+        name="pixel-binning", factory=PixelBinning, summary="2D pixel binning (block average)"
     )
 
 
