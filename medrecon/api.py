@@ -96,7 +96,7 @@ def simulate(
     op_recipe = Recipe(operator=op_recipe).validate(host).operator
     if phase not in ("none", "smooth"):
         raise InputError(f"phase must be 'none' or 'smooth', got {phase!r}")
-    x = torch.as_tensor(np.asarray(volume, dtype=np.float32))
+    x = _as_image(volume)
     if phase == "smooth":
         from medrecon.samples import smooth_phase
 
@@ -104,9 +104,10 @@ def simulate(
     dev = resolve_device(device)
     op = build_operator(op_recipe, shape=tuple(x.shape), host=host).to(dev)
     if x.is_complex() and not op.domain_dtype.is_complex:
+        why = "phase = 'smooth' makes a complex image" if phase == "smooth" else "the volume is complex"
         raise InputError(
-            f"phase = 'smooth' makes a complex image, but operator '{op_recipe.name}' takes real images: "
-            "give it complex images (complex_image = true for mri-multicoil)"
+            f"{why}, but operator '{op_recipe.name}' takes real images: its imaginary part would be "
+            "lost; give the operator complex images (complex_image = true for mri-multicoil)"
         )
     if op.domain_dtype.is_complex and not x.is_complex():
         x = x.to(op.domain_dtype)
@@ -165,6 +166,11 @@ def reconstruct_steps(
     Reconstruction. Validation happens on the first `next()`, before any sampler work. A consumer
     cancels by closing it (as napari's workers do)."""
     host = host or default_host()
+    if not isinstance(measurement, Measurement):
+        raise InputError(
+            f"reconstruct takes a medrecon.Measurement (from medrecon.simulate or medrecon.load_bundle), "
+            f"got {type(measurement).__name__}"
+        )
     recipe = Recipe.load(recipe)
     if recipe.sampler is None:
         raise RecipeError("the recipe has no [sampler] section: name the sampler to run")
@@ -175,6 +181,15 @@ def reconstruct_steps(
         )
     op_params = dict(measurement.operator.params)
     if recipe.operator is not None:
+        changed = {k: v for k, v in recipe.operator.params.items() if k in op_params and op_params[k] != v}
+        if changed and measurement.arrays:
+            key = sorted(changed)[0]
+            raise RecipeError(
+                f"operator parameter {key}={changed[key]!r} differs from the measurement's "
+                f"{key}={op_params[key]!r}: the measurement was made with its operator (its "
+                f"{', '.join(sorted(measurement.arrays))} are stored with it) and cannot be changed; "
+                "leave it out, or simulate a new measurement"
+            )
         op_params.update(recipe.operator.params)
     recipe = recipe.replace(operator=ComponentRecipe(measurement.operator.name, op_params))
     recipe = recipe.validate(host)
@@ -186,10 +201,16 @@ def reconstruct_steps(
         )
     dev = resolve_device(device)
     y = torch.as_tensor(measurement.y).to(dev)
-    shape = measurement.ground_truth.shape if measurement.ground_truth is not None else None
+    truth = measurement.ground_truth
+    shape = None if "shape" in op_params or truth is None else truth.shape
     operator = build_operator(
         recipe.operator, shape=shape, arrays=measurement.arrays, measurement=y, host=host
     ).to(dev)
+    if truth is not None and tuple(truth.shape) != tuple(operator.domain_shape):
+        raise InputError(
+            f"the measurement's ground_truth has shape {tuple(truth.shape)}, but its operator's images "
+            f"are {tuple(operator.domain_shape)}: the ground truth does not belong to this measurement"
+        )
     prior: Prior | None = build_component("prior", recipe.prior, host)
     if isinstance(prior, torch.nn.Module):
         prior = prior.to(dev)
@@ -274,6 +295,27 @@ def spacing_warning(prior: Prior | None, affine: np.ndarray | None, ndim: int) -
         "trained at: the prior's anatomy is at the wrong scale; resample the data or use a prior "
         "trained at this resolution"
     )
+
+
+def _as_image(volume: Any) -> torch.Tensor:
+    """A (D, H, W) or (H, W) float32 (or complex64) tensor from an array-like, or a clear error."""
+    if isinstance(volume, torch.Tensor):
+        volume = volume.detach().cpu().numpy()
+    try:
+        array = np.asarray(volume)
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            f"volume must be an array (D, H, W) or (H, W), got {type(volume).__name__} ({err})"
+        ) from None
+    if array.dtype.kind not in "biufc" or array.ndim not in (2, 3):
+        raise InputError(
+            f"volume must be a numeric array (D, H, W) or (H, W), got {type(volume).__name__} of "
+            f"dtype {array.dtype} and shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise InputError("volume holds NaN or Inf values; it must be finite")
+    kind = np.complex64 if np.iscomplexobj(array) else np.float32
+    return torch.from_numpy(np.ascontiguousarray(array.astype(kind)))
 
 
 def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:

@@ -387,7 +387,20 @@ def train_prior_command(
         raise RecipeError("give NIfTI VOLUMES to train on (or --kernels N for a kernel prior)")
     files = []
     for path in volumes:
-        files += sorted(path.glob("*.nii*")) if path.is_dir() else [path]
+        if path.is_dir():
+            found = sorted(path.glob("*.nii*"))
+            if not found:
+                raise RecipeError(f"folder {path} holds no NIfTI volume (.nii or .nii.gz)")
+            files += found
+        elif not path.exists():
+            raise RecipeError(
+                f"training volume {path} does not exist (give NIfTI files or folders holding them)"
+            )
+        else:
+            files.append(path)
+    from medrecon.training import check_training_options
+
+    check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
     slab = _slab_option("--holdout", holdout)
     validation_slab = _slab_option("--validation", validation)
     if not native and (tissue_maps or validation_slab):
@@ -493,21 +506,40 @@ def _slab_option(name: str, value: str | None) -> tuple[int, int] | None:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--overwrite", is_flag=True, help="Write into OUT even if it holds an earlier run.")
 @click.pass_context
-def demo(ctx, out: Path, quick: bool, case_names: tuple[str, ...], seed: int, device: str) -> None:
-    """Reconstruct the shipped brain sample (MRI, CT, blind deblurring) with the brain-axial
-    diffusion prior and classical baselines: NIfTIs, a PNG per case, metrics.md / metrics.json."""
-    from medrecon.demo import run_demo
+def demo(
+    ctx, out: Path, quick: bool, case_names: tuple[str, ...], seed: int, device: str, overwrite: bool
+) -> None:
+    """Reconstruct the shipped 1 mm brain sample (MRI, CT, blind deblurring) with the brain-1mm
+    diffusion prior and classical baselines: NIfTIs, a PNG per case, metrics.md / metrics.json.
+    OUT must be a new or empty folder (or give --overwrite)."""
+    from medrecon.demo import prepare_demo_folder, run_demo, select_cases
+    from medrecon.device import resolve_device
 
-    table = run_demo(
-        out,
-        quick=quick,
-        case_names=case_names,
-        seed=seed,
-        device=device,
-        host=_host(ctx),
-        log=lambda line: click.echo(line, err=True),
-    )
+    resolve_device(device)
+    select_cases(case_names, quick)
+    earlier = prepare_demo_folder(out, overwrite)
+    written: list[Path] = []
+    try:
+        table = run_demo(
+            out,
+            quick=quick,
+            case_names=case_names,
+            seed=seed,
+            device=device,
+            host=_host(ctx),
+            log=lambda line: click.echo(line, err=True),
+            written=written,
+        )
+    except (KeyboardInterrupt, Cancelled):
+        replaced = sorted({p.name for p in written} & earlier)
+        note = f", replacing {', '.join(replaced)} of an earlier run" if replaced else ""
+        click.echo(
+            f"interrupted: the demo is incomplete; {len(written)} file(s) were written to {out}{note}",
+            err=True,
+        )
+        sys.exit(EXIT_CANCELLED)
     click.echo(table)
     click.echo(f"results in {out}")
 

@@ -95,8 +95,8 @@ class Operator(torch.nn.Module, abc.ABC):
 
         For complex y the noise is circular: E|n|^2 = noise_std^2 (each part noise_std / sqrt 2).
         """
-        if noise_std < 0:
-            raise InputError(f"noise_std must be >= 0, got {noise_std}")
+        if not 0 <= noise_std < float("inf"):
+            raise InputError(f"noise_std must be a finite number >= 0 (in the units of y), got {noise_std}")
         self.check_domain(x)
         with torch.no_grad():
             y = self.forward(x)
@@ -211,8 +211,10 @@ class Problem:
     noise_std: float
 
     def __post_init__(self) -> None:
-        if not isinstance(self.noise_std, int | float) or self.noise_std < 0:
-            raise InputError(f"noise_std must be a number >= 0, got {self.noise_std!r}")
+        if not isinstance(self.noise_std, int | float) or not 0 <= self.noise_std < float("inf"):
+            raise InputError(
+                f"noise_std must be a finite number >= 0 (in the units of y), got {self.noise_std!r}"
+            )
         self.noise_std = float(self.noise_std)
         self.operator.check_range(self.y)
         if not torch.isfinite(self.y).all():

@@ -222,6 +222,25 @@ def demo_volume(quick: bool) -> tuple[np.ndarray, np.ndarray]:
     return middle_slices(volume, affine, 2 if quick else DEMO_SLICES)
 
 
+def prepare_demo_folder(out: str | Path, overwrite: bool = False) -> set[str]:
+    """Make `out` ready for a demo run: a new or empty folder, or (with `overwrite`) one holding an
+    earlier run, whose file names are returned so that an interrupted run can say what it replaced."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"demo output {out} is a file; give a folder")
+    earlier = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if earlier and not overwrite:
+        raise InputError(
+            f"demo output folder {out} is not empty ({len(earlier)} files); "
+            "choose a new folder or give --overwrite"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    from medrecon.outputs import check_writable
+
+    check_writable(out)
+    return earlier
+
+
 def run_demo(
     out: Path,
     *,
@@ -231,20 +250,25 @@ def run_demo(
     device: str = "auto",
     host: PluginHost | None = None,
     log: Callable[[str], None] = lambda line: None,
+    written: list[Path] | None = None,
 ) -> str:
-    """Run the chosen cases, write everything to `out`; return the Markdown metrics table."""
+    """Run the chosen cases, write everything to `out`; return the Markdown metrics table.
+    `written` (if given) collects each file as it is written."""
     selected = select_cases(case_names, quick)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    written = [] if written is None else written
     truth, affine = demo_volume(quick)
-    save_nifti(out / "ground_truth.nii.gz", truth, affine)
+    written.append(save_nifti(out / "ground_truth.nii.gz", truth, affine))
     rows = []
     for case in selected:
-        rows += run_case(case, truth, affine, seed=seed, device=device, host=host, out=out, log=log)
+        rows += run_case(
+            case, truth, affine, seed=seed, device=device, host=host, out=out, log=log, written=written
+        )
     write_json(out / "metrics.json", rows)
-    table = markdown_table(rows)
-    write_text(out / "metrics.md", table + "\n")
-    return table
+    write_text(out / "metrics.md", markdown_table(rows) + "\n")
+    written += [out / "metrics.json", out / "metrics.md"]
+    return markdown_table(rows)
 
 
 def run_case(
@@ -257,16 +281,19 @@ def run_case(
     host: PluginHost | None = None,
     out: Path | None = None,
     log: Callable[[str], None] = lambda line: None,
+    written: list[Path] | None = None,
 ) -> list[dict]:
     """Simulate one case and run its methods: a metrics row per method. With `out`, also write
-    the bundle, a NIfTI (and sidecar) per reconstruction and the case's PNG figure."""
+    the bundle, a NIfTI (and sidecar) per reconstruction and the case's PNG figure (each path
+    appended to `written`)."""
+    written = [] if written is None else written
     if case.max_slices is not None:
         truth, affine = middle_slices(truth, affine, case.max_slices)
     m = simulate(
         truth, case.operator, noise_std=case.noise_std, seed=seed, affine=affine, phase=case.phase, host=host
     )
     if out is not None:
-        save_bundle(out / f"{case.name}.h5", m)
+        written.append(save_bundle(out / f"{case.name}.h5", m))
     rows, panels, results = [], [], {}
     for method in case.methods:
         log(f"{case.name}: {method.label}")
@@ -282,7 +309,7 @@ def run_case(
         seconds = time.perf_counter() - start
         result.info.setdefault("seconds", seconds)
         if path is not None:  # every method's output with its sidecar, the external peers' too
-            write_reconstruction(path, result, affine=affine)
+            written += write_reconstruction(path, result, affine=affine)
         image = magnitude(result.image.detach().cpu().numpy())
         std = None if result.std is None else result.std.detach().cpu().numpy()
         extras = {k: v.detach().cpu().numpy() for k, v in result.extras.items()}
@@ -308,6 +335,7 @@ def run_case(
         if "kernel" in m.arrays:
             kernels.append(("true kernel", m.arrays["kernel"]))
             kernels += [(f"kernel: {lbl}", r[2]["kernel"]) for lbl, r in results.items() if "kernel" in r[2]]
+        written.append(out / f"{case.name}.png")
         case_figure(
             out / f"{case.name}.png",
             case.title,

@@ -232,6 +232,27 @@ def augment(x0: torch.Tensor, gen: torch.Generator, degrees: float = 10.0, zoom:
     return warped - 1
 
 
+def check_training_options(**options: float) -> None:
+    """Refuse training options that cannot work, naming the option: steps, batch size, checkpoint
+    interval >= 1, a positive learning rate."""
+    for name, value in options.items():
+        ok = value > 0 if name == "lr" else value >= 1 and float(value).is_integer()
+        if not ok:
+            flag = "--" + name.replace("_", "-")
+            expected = "a positive number" if name == "lr" else "an integer >= 1"
+            raise InputError(f"{flag} must be {expected}, got {value}")
+
+
+def check_volume_paths(paths: Sequence[str | Path]) -> None:
+    """Every training volume must exist and be NIfTI, before any loading."""
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"training volume {p} does not exist (give NIfTI files or folders holding them)")
+        if not str(p).endswith((".nii", ".nii.gz")):
+            raise InputError(f"training volume {p} is not NIfTI: expected .nii or .nii.gz")
+
+
 def train_prior(
     volumes: Sequence[str | Path],
     out: str | Path,
@@ -244,6 +265,7 @@ def train_prior(
     **options: Any,
 ) -> TrainingReport:
     """Train (or resume) an image prior on slices of NIfTI volumes; see `fit_prior` for `options`."""
+    check_volume_paths(volumes)
     train, validation, data = load_slices(volumes, axis, image_size, holdout, guard)
     data["notice"] = data_notice
     if holdout is not None and len(volumes) == 1 and not options.get("resume"):
@@ -286,6 +308,7 @@ def train_native_prior(
 
     if not volumes:
         raise InputError("train-prior needs at least one NIfTI volume")
+    check_volume_paths([*volumes, *tissue_maps])
     if tissue_maps and len(volumes) != 1:
         raise InputError("tissue maps belong to one volume: give a single volume with --tissue-maps")
     arch = dict(options.pop("architecture", None) or NATIVE_ARCHITECTURE)
@@ -436,6 +459,7 @@ def fit_prior(
 
     from medrecon.device import resolve_device
 
+    check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
     out = Path(out)
     dev = resolve_device(device)
     image_size = train.shape[-1] if isinstance(train, torch.Tensor) else None

@@ -86,40 +86,49 @@ def load_bundle(path: str | Path) -> Measurement:
         f = h5py.File(path, "r")
     except OSError as err:
         raise InputError(f"{path} is not a readable HDF5 measurement bundle ({err})") from None
-    with f:
-        if "y" not in f and "kspace" in f:
-            return _read_fastmri(f, path)
-        if "y" not in f:
-            raise InputError(
-                f"bundle {path} has no dataset 'y' (the measurement); found {sorted(f.keys())}. "
-                "A bundle holds y, an 'operator' group and noise_std; fastMRI files hold 'kspace'"
-            )
-        if "operator" not in f or "name" not in f["operator"].attrs:
-            raise InputError(
-                f"bundle {path} has no 'operator' group naming its operator; "
-                "write bundles with `medrecon simulate` or medrecon.save_bundle"
-            )
-        op = f["operator"]
-        try:
-            params = json.loads(op.attrs.get("params", "{}"))
-        except json.JSONDecodeError as err:
-            raise InputError(f"bundle {path}: operator parameters are not valid JSON ({err})") from None
-        noise = float(f.attrs.get("noise_std", np.nan))
-        attrs = {}
-        for key, value in f.attrs.items():
-            if key in ("format", "format_version", "medrecon_version", "noise_std"):
-                continue
-            attrs[key] = json.loads(value)
-        return Measurement(
-            y=f["y"][()],
-            operator=ComponentRecipe(str(op.attrs["name"]), params),
-            noise_std=None if np.isnan(noise) else noise,
-            arrays={k: op[k][()] for k in op},
-            ground_truth=f["ground_truth"][()] if "ground_truth" in f else None,
-            affine=f["affine"][()] if "affine" in f else None,
-            source=path,
-            attrs=attrs,
+    try:
+        with f:
+            return _read_open_bundle(f, path)
+    except (OSError, KeyError, RuntimeError) as err:  # h5py's errors for damaged datasets
+        raise InputError(
+            f"{path} could not be read: it is damaged or truncated ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _read_open_bundle(f: h5py.File, path: Path) -> Measurement:
+    if "y" not in f and "kspace" in f:
+        return _read_fastmri(f, path)
+    if "y" not in f:
+        raise InputError(
+            f"bundle {path} has no dataset 'y' (the measurement); found {sorted(f.keys())}. "
+            "A bundle holds y, an 'operator' group and noise_std; fastMRI files hold 'kspace'"
         )
+    if "operator" not in f or "name" not in f["operator"].attrs:
+        raise InputError(
+            f"bundle {path} has no 'operator' group naming its operator; "
+            "write bundles with `medrecon simulate` or medrecon.save_bundle"
+        )
+    op = f["operator"]
+    try:
+        params = json.loads(op.attrs.get("params", "{}"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"bundle {path}: operator parameters are not valid JSON ({err})") from None
+    noise = float(f.attrs.get("noise_std", np.nan))
+    attrs = {}
+    for key, value in f.attrs.items():
+        if key in ("format", "format_version", "medrecon_version", "noise_std"):
+            continue
+        attrs[key] = json.loads(value)
+    return Measurement(
+        y=f["y"][()],
+        operator=ComponentRecipe(str(op.attrs["name"]), params),
+        noise_std=None if np.isnan(noise) else noise,
+        arrays={k: op[k][()] for k in op},
+        ground_truth=f["ground_truth"][()] if "ground_truth" in f else None,
+        affine=f["affine"][()] if "affine" in f else None,
+        source=path,
+        attrs=attrs,
+    )
 
 
 def _read_fastmri(f: h5py.File, path: Path) -> Measurement:
@@ -128,6 +137,11 @@ def _read_fastmri(f: h5py.File, path: Path) -> Measurement:
         raise InputError(
             f"{path}: fastMRI 'kspace' has shape {kspace.shape}; expected slices x coils x H x W "
             "(single-coil files are not supported)"
+        )
+    if not np.issubdtype(kspace.dtype, np.complexfloating):
+        raise InputError(
+            f"{path}: fastMRI 'kspace' is {kspace.dtype}, real-valued; k-space is complex (complex64): "
+            "this file is not raw k-space"
         )
     y = kspace[()].astype(np.complex64)
     if "mask" in f:  # the test and challenge sets store the column mask
@@ -142,7 +156,8 @@ def _read_fastmri(f: h5py.File, path: Path) -> Measurement:
         truth = f["reconstruction_rss"][()].astype(np.float32)
     return Measurement(
         y=y,
-        operator=ComponentRecipe(FASTMRI_OPERATOR, {}),
+        # scanner images have phase: the operator takes complex images
+        operator=ComponentRecipe(FASTMRI_OPERATOR, {"complex_image": True}),
         noise_std=None,
         arrays={"mask": mask},
         ground_truth=truth,

@@ -12,6 +12,8 @@ from medrecon.errors import InputError
 from medrecon.io.atomic import atomic_path, check_output_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: the largest volume read (float32 bytes): a larger header is a damaged one, or a job for a crop
+MAX_VOLUME_BYTES = 16 * 2**30
 
 
 @dataclass
@@ -46,7 +48,22 @@ def load_nifti(path: str | Path) -> Volume:
         raise InputError(f"{path} is not a NIfTI file: expected a name ending in .nii or .nii.gz")
     try:
         img = nib.load(str(path))
+    except Exception as err:  # nibabel raises many kinds for damaged files
+        raise InputError(
+            f"{path} could not be read as NIfTI ({type(err).__name__}: {err}); "
+            "the file is damaged, truncated or not NIfTI"
+        ) from None
+    needed = int(np.prod(img.shape, dtype=np.float64)) * 4
+    if needed > MAX_VOLUME_BYTES:
+        raise InputError(
+            f"{path}: its header declares a volume of {' x '.join(map(str, img.shape))} voxels, "
+            f"{needed / 2**30:.1f} GiB as float32, more than medrecon reads "
+            f"({MAX_VOLUME_BYTES / 2**30:.0f} GiB): the header is damaged, or crop the volume first"
+        )
+    try:
         data = np.asarray(img.dataobj, dtype=np.float32)
+    except MemoryError:
+        raise InputError(f"{path}: not enough memory to read {needed / 2**30:.1f} GiB of voxels") from None
     except Exception as err:  # nibabel raises many kinds for damaged files
         raise InputError(
             f"{path} could not be read as NIfTI ({type(err).__name__}: {err}); "

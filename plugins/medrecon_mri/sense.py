@@ -86,6 +86,15 @@ class MultiCoilMRI(Operator):
             raise InputError(f"3d sampling needs a (D, H, W) mask, got {mask.shape}")
         self.register_buffer("mask", torch.from_numpy(np.ascontiguousarray(mask)))
         self.realised_acceleration = float(mask.size / max(mask.sum(), 1))
+        self.acceleration_note = None
+        gap = self.realised_acceleration / self.requested_acceleration - 1
+        if self.mask_type != "given" and abs(gap) > 0.05:
+            self.acceleration_note = (
+                f"acceleration {self.requested_acceleration:g} was asked for, "
+                f"{self.realised_acceleration:.3g} is realised: the {mask_type} mask of a "
+                f"{shape[-1]}-wide image with a center_fraction of {center_fraction:g} cannot reach it"
+            )
+            log.warning(self.acceleration_note)
 
         if coil_maps is None and measurement is not None:
             coil_maps, self.coil_source = self._espirit(measurement), "espirit"
@@ -191,6 +200,7 @@ class MultiCoilMRI(Operator):
             "acceleration_realised": round(self.realised_acceleration, 4),
             "coils": int(self.coil_maps.shape[-3]),
             "coil_maps": self.coil_source,
+            **({"acceleration_note": self.acceleration_note} if self.acceleration_note else {}),
         }
 
     def arrays(self) -> dict[str, torch.Tensor]:

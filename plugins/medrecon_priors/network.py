@@ -201,7 +201,12 @@ def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -
     weight_file = card_path.parent / card["weights"]
     if not weight_file.is_file():
         raise InputError(f"prior card {card_path} names weights {card['weights']!r}, which are missing")
-    state = load_file(str(weight_file))
+    try:
+        state = load_file(str(weight_file))
+    except Exception as err:  # safetensors raises its own error type for damaged files
+        raise InputError(
+            f"weights {weight_file} could not be read: the file is damaged or truncated ({err})"
+        ) from None
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -302,6 +307,10 @@ class Diffusion(NetworkPrior):
                     "give them to blind-dps as kernel_prior"
                 )
             if data_range is not None:
+                if len(data_range) != 2 or not float(data_range[0]) < float(data_range[1]):
+                    raise InputError(
+                        f"data_range must be [low, high] with low < high, got {list(data_range)}"
+                    )
                 loaded.data_range = (float(data_range[0]), float(data_range[1]))
         super().__init__(
             loaded.network,

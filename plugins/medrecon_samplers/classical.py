@@ -48,8 +48,10 @@ class CGSampler(Sampler):
     def __init__(self, iterations: int = 30, tikhonov: float = 0.0, tol: float = 1e-6):
         if iterations < 1:
             raise InputError(f"cg: iterations must be >= 1, got {iterations}")
-        if tikhonov < 0:
+        if not tikhonov >= 0:
             raise InputError(f"cg: tikhonov must be >= 0, got {tikhonov}")
+        if not tol >= 0:
+            raise InputError(f"cg: tol must be >= 0 (a relative residual; 0 runs every iteration), got {tol}")
         self.iterations = iterations
         self.tikhonov = tikhonov
         self.tol = tol
@@ -126,6 +128,9 @@ class FBPSampler(Sampler):
     requires = (FILTERED_BACKPROJECTION, NO_PRIOR)
 
     def __init__(self, window: Literal["ramp", "shepp-logan", "cosine", "hamming", "hann"] = "ramp"):
+        windows = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
+        if window not in windows:
+            raise InputError(f"fbp: unknown window {window!r}; choose one of {', '.join(windows)}")
         self.window = window
 
     def iterate(

@@ -33,6 +33,13 @@ from medrecon.numerics import TVSplitState, admm_tv_step, conjugate_gradient, op
 log = logging.getLogger(__name__)
 
 
+def check_parameters(sampler: str, **checks: tuple) -> None:
+    """Raise InputError naming the first parameter whose check failed: name=(value, ok, expected)."""
+    for name, (value, ok, expected) in checks.items():
+        if not ok:
+            raise InputError(f"{sampler}: {name} must be {expected}, got {value!r}")
+
+
 def timesteps(prior: DiffusionPrior, steps: int) -> list[int]:
     """`steps` time indices from T - 1 down to 0, evenly spaced (descending, distinct)."""
     total = len(prior.alphas_cumprod)
@@ -408,8 +415,17 @@ class DDS(DiffusionSampler):
         rho: float = 0.01,
     ):
         super().__init__(steps, samples, eta)
-        if cg_iterations < 0 or gamma < 0 or tv_z < 0 or rho <= 0:
-            raise InputError("cg_iterations, gamma and tv_z must be >= 0 and rho > 0")
+        check_parameters(
+            "dds",
+            cg_iterations=(
+                cg_iterations,
+                cg_iterations >= 1,
+                ">= 1 (with 0 the measurement would be ignored)",
+            ),
+            gamma=(gamma, gamma >= 0, ">= 0"),
+            tv_z=(tv_z, tv_z >= 0, ">= 0"),
+            rho=(rho, rho > 0, "> 0"),
+        )
         self.cg_iterations, self.gamma, self.tv_z, self.rho = cg_iterations, gamma, tv_z, rho
 
     def start(self, problem: Problem) -> None:
@@ -468,8 +484,12 @@ class DiffusionMBIR(DiffusionSampler):
         cg_iterations: int = 5,
     ):
         super().__init__(steps, samples, eta=1.0)
-        if tv_z < 0 or rho <= 0 or cg_iterations < 1:
-            raise InputError("tv_z must be >= 0, rho > 0 and cg_iterations >= 1")
+        check_parameters(
+            "diffusion-mbir",
+            tv_z=(tv_z, tv_z >= 0, ">= 0"),
+            rho=(rho, rho > 0, "> 0"),
+            cg_iterations=(cg_iterations, cg_iterations >= 1, ">= 1"),
+        )
         self.tv_z, self.rho, self.cg_iterations = tv_z, rho, cg_iterations
 
     def start(self, problem: Problem) -> None:
@@ -573,8 +593,11 @@ class MCG(DiffusionSampler):
         grad_chunk: int = 0,
     ):
         super().__init__(steps, samples, eta=1.0)
-        if alpha < 0 or cg_iterations < 1:
-            raise InputError("alpha must be >= 0 and cg_iterations >= 1")
+        check_parameters(
+            "mcg",
+            alpha=(alpha, alpha >= 0, ">= 0"),
+            cg_iterations=(cg_iterations, cg_iterations >= 1, ">= 1"),
+        )
         self.alpha, self.project, self.cg_iterations = alpha, project, cg_iterations
         self.grad_chunk = grad_chunk
 
