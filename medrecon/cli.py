@@ -150,7 +150,7 @@ def plugins(ctx: click.Context, as_json: bool, describe: str | None) -> None:
 def _console():
     from rich.console import Console
 
-    return Console(width=max(100, Console().width))
+    return Console()  # the terminal's own width: rich folds long cells instead of wrapping lines
 
 
 # ------------------------------------------------------------------------------------ simulate

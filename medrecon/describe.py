@@ -56,6 +56,30 @@ def failed_table(failed: list[FailedPlugin]) -> Table:
     return table
 
 
+def parameter_notes(factory: Any) -> dict[str, str]:
+    """One line per parameter from the factory's docstring: the first sentence that names it in
+    backticks (`tv_z` ...) or as its subject ("tv_z (lambda) and rho ..."), shortened to 100 characters."""
+    import inspect
+    import re
+
+    doc = inspect.getdoc(factory) or ""
+    if inspect.isclass(factory):  # then the bases' (a sampler's shared `samples`, `eta` ...)
+        doc += "\n\n" + (inspect.getdoc(factory.__init__) or "")
+        for base in factory.__mro__[1:]:
+            if base.__module__ != "builtins" and base.__doc__:
+                doc += "\n\n" + inspect.cleandoc(base.__doc__)
+    sentences = re.split(r"(?<=[.;])\s+|\n\s*\n|\n\s*- ", " ".join(doc.split("\n")).replace("  ", " "))
+    notes = {}
+    for name in inspect.signature(factory).parameters:
+        pattern = re.compile(rf"`{re.escape(name)}`|(?<![\w.])\b{re.escape(name)}\b(?= *[(=:,])")
+        for sentence in sentences:
+            if pattern.search(sentence):
+                text = " ".join(sentence.split())
+                notes[name] = text if len(text) <= 100 else text[:97].rstrip() + "..."
+                break
+    return notes
+
+
 def describe_table(comp: Component) -> Group:
     """A heading (kind, name, summary, provider, requirements) and the parameter table."""
     rec = component_record(comp, parameters=True)
@@ -67,12 +91,13 @@ def describe_table(comp: Component) -> Group:
     for col in ("parameter", "type", "default", "note"):
         table.add_column(col, overflow="fold")
     arrays = {p.name for p in comp.spec.parameters if p.is_array}
+    notes = parameter_notes(comp.spec.factory)
     for p in rec["parameters"]:
         default = "(required)" if p["required"] else repr(p["default"])
-        note = ""
+        note = notes.get(p["name"], "")
         if p["name"] in CONTEXT_PARAMETERS:
             note = "filled from the data"
         elif p["name"] in arrays:
-            note = "array: from a bundle or Python"
+            note = f"array: from a bundle or Python. {note}".strip()
         table.add_row(p["name"], escape(p["type"]), escape(default), note)
     return Group(heading, table)

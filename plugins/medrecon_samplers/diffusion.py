@@ -68,7 +68,10 @@ def ddim_step(
 
 
 class DiffusionSampler(Sampler):
-    """Shared loop: K chains of `steps` DDIM-type updates; subclasses give one update."""
+    """Shared loop: K chains of `steps` DDIM-type updates; subclasses give one update.
+
+    `samples` = K draws K independent samples (mean as the image, per-voxel std as the std map).
+    `eta` sets the DDIM step's noise: 0 deterministic, 1 ancestral (DDPM)."""
 
     requires = (LINEAR_OPERATOR, DIFFUSION_PRIOR)
     #: network evaluations per step
