@@ -153,6 +153,34 @@ def _console():
     return Console()  # the terminal's own width: rich folds long cells instead of wrapping lines
 
 
+# -------------------------------------------------------------------------------------- sample
+
+SAMPLES = {
+    "brain-1mm": "16 axial slices of the MNI152 template at 1 mm (233 x 197), held out of brain-1mm",
+    "brain-axial": "the same 16 slices at 64 x 64 (2.8 mm), held out of brain-axial",
+    "shepp-logan": "a 3D Shepp-Logan phantom, 64 x 128 x 128 (sigpy)",
+}
+
+
+@main.command()
+@click.argument("name", type=click.Choice(list(SAMPLES)))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="NIfTI output.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at OUT.")
+def sample(name: str, out: Path, overwrite: bool) -> None:
+    """Write a built-in sample volume as NIfTI: brain-1mm, brain-axial or shepp-logan."""
+    from medrecon.io import save_nifti
+    from medrecon.samples import brain_sample, phantom_volume
+
+    if out.exists() and not overwrite:
+        raise RecipeError(f"{out} exists; give --overwrite to replace it")
+    if name == "shepp-logan":
+        volume, affine = phantom_volume((64, 128, 128)), None
+    else:
+        volume, affine = brain_sample("1mm" if name == "brain-1mm" else "2.8mm")
+    save_nifti(out, volume, affine)
+    click.echo(f"wrote {out}: {SAMPLES[name]}")
+
+
 # ------------------------------------------------------------------------------------ simulate
 
 
