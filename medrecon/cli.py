@@ -192,7 +192,7 @@ def sample(name: str, out: Path, overwrite: bool) -> None:
 @click.option("-p", "--param", "params", multiple=True, help="Operator parameter key=value.")
 @click.option("--noise-std", type=float, default=0.0, show_default=True, help="In units of y.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help=DEVICE_HELP)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.pass_context
 def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, device) -> None:
     """Simulate a measurement of a NIfTI VOLUME and write it as a bundle."""
@@ -291,6 +291,7 @@ class _progress_bar:
     def __enter__(self):
         if self.quiet:
             return None
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self.bar = Progress(
@@ -299,6 +300,7 @@ class _progress_bar:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             transient=True,
+            console=Console(stderr=True),  # stdout stays for results (paths, tables, JSON)
         )
         self.bar.__enter__()
         self.task = self.bar.add_task("reconstructing", total=None)
@@ -440,7 +442,9 @@ def train_prior_command(
         TextColumn("loss {task.fields[loss]:.4f}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
+    from rich.console import Console
+
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("train", total=steps, loss=float("nan"))
         options = {
             "steps": steps,

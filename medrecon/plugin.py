@@ -114,7 +114,19 @@ class PluginHost:
             disabled = [s.strip() for s in os.environ.get(DISABLE_ENV, "").split(",") if s.strip()]
         disabled = set(disabled)
         host = cls()
-        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        points = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        known = {ep.name for ep in points} | {ep.dist.name for ep in points if ep.dist is not None}
+        for name in sorted(disabled - known):
+            from medrecon.errors import suggest
+
+            log.warning(
+                "%s names '%s', which is no installed plugin or distribution%s; known: %s",
+                DISABLE_ENV,
+                name,
+                suggest(name, known),
+                ", ".join(sorted(known)),
+            )
+        for ep in points:
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
             if builtins_only and dist != PROJECT:
