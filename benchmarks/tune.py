@@ -1,0 +1,158 @@
+"""How the demo's hyperparameters were chosen: sweeps on the validation slab, never on the test slab.
+
+    python benchmarks/tune.py [--case NAME ...] [--slices N] [--steps N] [--json PATH] [--device D]
+
+The `brain-1mm` prior was trained with two axial slabs of the MNI152 template cut out (each with 4
+guard slices): the test slab (slices 80-95, the shipped sample, what `benchmarks/quality.py` and
+`medrecon demo` report on) and the validation slab (slices 120-127). This script sweeps every
+method's hyperparameters of the demo's cases on the middle `--slices` of the validation slab (seed
+100, apart from the benchmark's seeds), classical baselines as thoroughly as the diffusion recipe,
+and prints the best setting per method (which `medrecon.demo.TUNED` holds). Needs nilearn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from importlib.resources import files
+
+import nibabel as nib
+import numpy as np
+
+from medrecon.demo import BRAIN_PRIOR, middle_slices, sigpy_tv
+from medrecon.metrics import magnitude, psnr, ssim
+
+VALIDATION = (120, 128)
+SEED = 100
+
+MRI = {"name": "mri-multicoil", "coils": 8}
+CASES = {
+    "mri-4x": ({**MRI, "acceleration": 4}, 0.005, "none"),
+    "mri-8x": ({**MRI, "acceleration": 8}, 0.005, "none"),
+    "mri-8x-complex": ({**MRI, "acceleration": 8, "complex_image": True}, 0.005, "smooth"),
+    "ct-8view": ({"name": "ct-parallel", "views": 8}, 0.05, "none"),
+    "ct-limited-90": ({"name": "ct-parallel", "angle_range": [0.0, 90.0], "angle_step": 1.0}, 0.05, "none"),
+}
+
+
+def validation_volume(slices: int) -> tuple[np.ndarray, np.ndarray]:
+    path = files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    image = nib.as_closest_canonical(nib.load(str(path)))
+    data = np.asarray(image.dataobj, dtype=np.float32).transpose(2, 1, 0) / 255.0
+    start, stop = VALIDATION
+    shift = np.eye(4)
+    shift[2, 3] = start
+    return middle_slices(np.ascontiguousarray(data[start:stop]), np.asarray(image.affine) @ shift, slices)
+
+
+#: DDS is tuned one parameter at a time from this start, in this order (coordinate search)
+DDS_START = {"eta": 0.85, "cg_iterations": 5, "gamma": 0.0, "tv_z": 0.002}
+DDS_AXES = {
+    "eta": [0.5, 0.85, 1.0],
+    "cg_iterations": [2, 5, 10],
+    "gamma": [0.0, 0.3, 1.0],
+    "tv_z": [0.0, 0.002, 0.01],
+}
+
+
+def baselines(case: str) -> dict[str, list[tuple[str, dict | None, object]]]:
+    """{method: [(label, recipe, external runner)]}: every setting tried for a classical method."""
+    if case.startswith("mri"):
+        return {
+            "CG-SENSE": [
+                (f"iterations={n}", {"sampler": {"name": "cg", "iterations": n}}, None)
+                for n in (5, 10, 20, 30)
+            ],
+            "sigpy TV": [
+                (f"lamda={lam}", None, sigpy_tv(lam, 500)) for lam in (0.0005, 0.001, 0.002, 0.005, 0.01)
+            ],
+        }
+    tv = [
+        (
+            f"weight={w}",
+            {"prior": {"name": "tv", "weight": w}, "sampler": {"name": "admm-tv", "iterations": 100}},
+            None,
+        )
+        for w in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+    ]
+    return {"ADMM-TV": tv}
+
+
+def evaluate(m, truth, case, method, label, recipe, external, device) -> dict:
+    """One setting of one method on the validation measurement `m`: a row of PSNR, SSIM, seconds."""
+    import medrecon
+
+    start = time.perf_counter()
+    if external is not None:
+        image = external(m)
+    else:
+        image = medrecon.reconstruct(recipe, m, seed=SEED, device=device).image.cpu().numpy()
+    image = magnitude(image)
+    return {
+        "case": case,
+        "method": method,
+        "setting": label,
+        "psnr_db": round(psnr(truth, image), 2),
+        "ssim": round(ssim(truth, image), 4),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--case", action="append", default=[], choices=list(CASES))
+    parser.add_argument("--slices", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--method", action="append", default=[], help="only these methods")
+    parser.add_argument("--json", help="write every row to this JSON list")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    import medrecon
+
+    truth, affine = validation_volume(args.slices)
+    rows = []
+    for case in args.case or list(CASES):
+        op, noise, phase = CASES[case]
+        m = medrecon.simulate(truth, op, noise_std=noise, seed=SEED, affine=affine, phase=phase)
+
+        def run(case, method, label, recipe, external, m=m):
+            row = evaluate(m, truth, case, method, label, recipe, external, args.device)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            return row
+
+        for method, options in baselines(case).items():
+            if args.method and method not in args.method:
+                continue
+            best = max((run(case, method, *option) for option in options), key=lambda r: r["psnr_db"])
+            print(f"BEST {case} {method}: {best['setting']} {best['psnr_db']} dB", flush=True)
+        if args.method and "DDS + TV-z" not in args.method:
+            continue
+        current, scores = dict(DDS_START), {}
+        for axis, values in DDS_AXES.items():
+            for value in values:
+                params = {**current, axis: value}
+                key = json.dumps(params, sort_keys=True)
+                if key not in scores:
+                    recipe = {"prior": BRAIN_PRIOR, "sampler": {"name": "dds", "steps": args.steps, **params}}
+                    scores[key] = run(case, "DDS + TV-z", key, recipe, None)["psnr_db"]
+            current = json.loads(
+                max(
+                    (k for k in scores if all(json.loads(k)[a] == current[a] for a in current if a != axis)),
+                    key=scores.get,
+                )
+            )
+        print(
+            f"BEST {case} DDS + TV-z: {json.dumps(current)} {scores[json.dumps(current, sort_keys=True)]} dB",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
