@@ -34,14 +34,30 @@ from medrecon.errors import (
 )
 from medrecon.io import Measurement, Volume, load_bundle, load_nifti, save_bundle, save_nifti
 from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
+from medrecon.params import CONTEXT_PARAMETERS
 from medrecon.plugin import PluginHost, default_host, hookimpl
-from medrecon.recipe import ComponentRecipe, Recipe
+from medrecon.recipe import ComponentRecipe, Recipe, parse_value
 from medrecon.specs import OperatorSpec, PriorSpec, SamplerSpec
 
 __version__ = "0.1.0"
 
+#: Submodules that are public API, besides the names above: plugins and front ends may import these
+#: and nothing else of medrecon (tests/test_public_api.py enforces it).
+PUBLIC_MODULES = (
+    "medrecon.numerics",
+    "medrecon.io",
+    "medrecon.intensity",
+    "medrecon.kernels",
+    "medrecon.metrics",
+    "medrecon.monai",
+    "medrecon.prior_card",
+    "medrecon.samples",
+)
+
 __all__ = [
     "BLIND_OPERATOR",
+    "CONTEXT_PARAMETERS",
+    "PUBLIC_MODULES",
     "DIFFUSION_PRIOR",
     "GAUSSIAN_PRIOR",
     "LINEAR_OPERATOR",
@@ -84,6 +100,7 @@ __all__ = [
     "load_bundle",
     "load_nifti",
     "operator_norm",
+    "parse_value",
     "reconstruct",
     "reconstruct_steps",
     "resolve_device",

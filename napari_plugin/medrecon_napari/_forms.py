@@ -13,7 +13,7 @@ def parameter_form(spec) -> Any:
     """
     from magicgui.widgets import Container, LineEdit, create_widget
 
-    from medrecon.params import CONTEXT_PARAMETERS
+    from medrecon import CONTEXT_PARAMETERS
 
     widgets = []
     for p in spec.parameters:
@@ -40,7 +40,7 @@ def form_values(form, spec) -> dict[str, Any]:
     """The form's values that differ from the factory defaults (text fields parsed as TOML)."""
     from magicgui.widgets import LineEdit
 
-    from medrecon.recipe import parse_value
+    from medrecon import parse_value
 
     defaults = {p.name: None if p.required else p.default for p in spec.parameters}
     out = {}

@@ -41,7 +41,7 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
     import numpy as np
     import torch
 
-    from medrecon.api import build_operator
+    from medrecon import build_operator
     from medrecon.io import load_bundle
     from medrecon_napari._affine import layer_affine
 

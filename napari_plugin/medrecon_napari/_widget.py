@@ -34,7 +34,7 @@ class ReconstructWidget(QWidget):
             SpinBox,
         )
 
-        from medrecon.plugin import default_host
+        from medrecon import default_host
 
         self.viewer = napari_viewer
         self.host = default_host()
@@ -251,8 +251,7 @@ def _work(data, measurement, recipe: dict, noise_std: float, seed: int, device: 
     import numpy as np
     import torch
 
-    from medrecon.api import reconstruct_steps, simulate
-    from medrecon.errors import MedreconError
+    from medrecon import MedreconError, reconstruct_steps, simulate
 
     try:
         if measurement is None:

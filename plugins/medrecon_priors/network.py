@@ -285,7 +285,8 @@ def load_bundle_prior(
 
 
 class Diffusion(NetworkPrior):
-    """The `diffusion` prior: weights by shipped name ("brain-1mm": brain MRI at 1 mm, any size,
+    """The `diffusion` prior (`kind` "image"; "kernel" for the blur-kernel priors that blind-dps
+    loads): weights by shipped name ("brain-1mm": brain MRI at 1 mm, any size,
     real or complex; "brain-axial": axial brain slices at 64 x 64, 2.8 mm), by path to a prior card,
     or a MONAI bundle folder. `data_range` overrides the training intensity range (bundles do not
     state one; the default for them is [-1, 1])."""
@@ -296,15 +297,19 @@ class Diffusion(NetworkPrior):
         slice_axis: int = 0,
         slice_batch: int = 8,
         data_range: tuple[float, float] | None = None,
+        kind: Literal["image", "kernel"] = "image",
     ):
+        if kind not in ("image", "kernel"):
+            raise InputError(f"kind must be 'image' or 'kernel', got {kind!r}")
         if is_monai_bundle(weights):
             loaded = load_bundle_prior(weights, slice_axis, slice_batch, data_range or (-1.0, 1.0))
         else:
             loaded = load_prior(weights, slice_axis, slice_batch)
-            if card_kind(loaded.card) == "kernel":
+            if card_kind(loaded.card) != kind:
+                what = {"image": "an image prior", "kernel": "a blur-kernel prior"}
                 raise InputError(
-                    f"weights {weights!r} are a blur-kernel prior, not an image prior: "
-                    "give them to blind-dps as kernel_prior"
+                    f"weights {weights!r} are {what[card_kind(loaded.card)]}, not {what[kind]}"
+                    + (": give them to blind-dps as kernel_prior" if kind == "image" else "")
                 )
             if data_range is not None:
                 if len(data_range) != 2 or not float(data_range[0]) < float(data_range[1]):

@@ -49,10 +49,9 @@ class KernelFrame:
     and normalised to sum one."""
 
     def __init__(self, prior: DiffusionPrior, kernel_shape: tuple[int, int]):
-        from medrecon_priors.network import card_kind
-
         card = getattr(prior, "card", {}) or {}
-        if card_kind(card) != "kernel":
+        data = (card.get("training") or {}).get("data")
+        if not isinstance(data, dict) or data.get("kind") != "kernel":
             raise InputError("blind-dps: kernel_prior must be a kernel prior (train-prior --kernels)")
         data = card["training"]["data"]
         self.size = int(data["kernel_size"])
@@ -81,10 +80,12 @@ class KernelFrame:
 
 
 def load_kernel_prior(weights: str) -> DiffusionPrior:
-    """The kernel prior by shipped name or path (through the built-in diffusion prior's loader)."""
-    from medrecon_priors.network import load_prior
+    """The kernel prior by shipped name or card path, built through the plugin host as any
+    component is (the `diffusion` prior with kind "kernel")."""
+    import medrecon
 
-    return load_prior(weights)
+    recipe = medrecon.ComponentRecipe("diffusion", {"weights": weights, "kind": "kernel"})
+    return medrecon.build_component("prior", recipe)
 
 
 class BlindDPS(Sampler):

@@ -401,8 +401,13 @@ class DPS(DiffusionSampler):
 class DDS(DiffusionSampler):
     """Decomposed diffusion sampling (Chung, Lee, Ye, ICLR 2024): x0_hat by Tweedie, then
     `cg_iterations` of CG on (A^H A + gamma I) x = A^H y + gamma x0_hat started at x0_hat (a few
-    Krylov steps keep the update on the clean-data manifold; gamma = 0 is the paper's choice), then
-    the DDIM update with eta from the refined x0 and the network's eps. No network gradient.
+    Krylov steps keep the update on the clean-data manifold), then the step to t - 1 from the
+    refined x0 and the network's eps. No network gradient. `gamma` is in units of ||A||^2 (so one
+    setting carries over between operators); the paper's noisy-data setting, (I + A^T A) x =
+    x0_hat + A^T y for ||A|| = 1, is gamma = 1, and gamma = 0 its noiseless one.
+    `eta_rule` = "dds" (default) is the paper's step, x_{t-1} = sqrt(a_{t-1}) x0 + sqrt(1 - a_{t-1})
+    (eta z + sqrt(1 - eta^2) eps_hat) with fresh noise z; "ddim" is DDIM's eta (noise of eta times
+    the DDPM posterior std).
     For volumes, `tv_z > 0` makes the data-consistency step one warm-started ADMM iteration with TV
     along z (weight tv_z, penalty rho, both in units of ||A||^2), the paper's 3D variant.
     Defaults: 50 steps (50 network evaluations), eta = 0.85, 5 CG iterations."""
@@ -416,6 +421,7 @@ class DDS(DiffusionSampler):
         gamma: float = 0.0,
         tv_z: float = 0.0,
         rho: float = 0.01,
+        eta_rule: Literal["dds", "ddim"] = "dds",
     ):
         super().__init__(steps, samples, eta)
         check_parameters(
@@ -428,14 +434,24 @@ class DDS(DiffusionSampler):
             gamma=(gamma, gamma >= 0, ">= 0"),
             tv_z=(tv_z, tv_z >= 0, ">= 0"),
             rho=(rho, rho > 0, "> 0"),
+            eta_rule=(eta_rule, eta_rule in ("dds", "ddim"), "'dds' or 'ddim'"),
         )
         self.cg_iterations, self.gamma, self.tv_z, self.rho = cg_iterations, gamma, tv_z, rho
+        self.eta_rule = eta_rule
 
     def start(self, problem: Problem) -> None:
         if self.tv_z and len(problem.operator.domain_shape) != 3:
             raise InputError("dds with tv_z needs a volume (D, H, W): TV along z couples slices")
         self.state = TVSplitState()
-        self.norm2 = operator_norm(problem.operator, iterations=20) ** 2 if self.tv_z else 1.0
+        needs_norm = self.tv_z or self.gamma
+        self.norm2 = operator_norm(problem.operator, iterations=20) ** 2 if needs_norm else 1.0
+
+    def step(self, refined, eps, a_t, a_prev, noise) -> torch.Tensor:
+        """From the refined x0 to x_{t-1}, by the paper's rule or DDIM's."""
+        if self.eta_rule == "ddim":
+            return ddim_step(refined, eps, a_t, a_prev, self.eta, noise)
+        mixed = self.eta * noise + (1 - self.eta**2) ** 0.5 * eps
+        return a_prev.sqrt() * refined + (1 - a_prev).clamp_min(0).sqrt() * mixed
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op = problem.operator
@@ -451,19 +467,20 @@ class DDS(DiffusionSampler):
                 weight=self.tv_z * self.norm2,
                 rho=self.rho * self.norm2,
                 cg_iterations=self.cg_iterations,
-                gamma=self.gamma,
+                gamma=self.gamma * self.norm2,
                 anchor=x0,
                 batch_dims=1,
             )
         else:
+            gamma = self.gamma * self.norm2
             refined = conjugate_gradient(
-                lambda v: op.gram(v) + self.gamma * v,
-                aty + self.gamma * x0,
+                lambda v: op.gram(v) + gamma * v,
+                aty + gamma * x0,
                 x0,
                 iterations=self.cg_iterations,
                 batch_dims=1,
             )
-        return ddim_step(refined, eps, a_t, a_prev, self.eta, noise), refined
+        return self.step(refined, eps, a_t, a_prev, noise), refined
 
 
 class DiffusionMBIR(DiffusionSampler):
@@ -540,7 +557,7 @@ class CCDF(DDS):
         tv_z: float = 0.0,
         rho: float = 0.01,
     ):
-        super().__init__(steps, samples, eta, cg_iterations, 0.0, tv_z, rho)
+        super().__init__(steps, samples, eta, cg_iterations, 0.0, tv_z, rho, eta_rule="ddim")
         if not 0 < t0 <= 1:
             raise InputError(f"t0 must be in (0, 1], got {t0}")
         if init not in ("adjoint", "cg", "fbp"):

@@ -111,7 +111,7 @@ def test_blind_dps_refuses_what_it_cannot_use(kernel_prior, blurred, host, tmp_p
         batch_size=2,
         architecture=ARCH,
     ).card
-    with pytest.raises(medrecon.InputError, match="must be a kernel prior"):
+    with pytest.raises(medrecon.InputError, match="are an image prior, not a blur-kernel prior"):
         medrecon.reconstruct(blind_dps(image_prior), m, host=host)
     mri = medrecon.simulate(
         phantom[:2], {"name": "mri-multicoil", "acceleration": 2}, noise_std=0.0, host=host

@@ -127,7 +127,9 @@ def test_bad_pairings_fail_before_work(host, mri_measurement):
         "sampler": {"name": "dds"},
         "prior": {"name": "gaussian"},
     }
-    with pytest.raises(medrecon.InputError, match="diffusion priors model real images"):
+    with pytest.raises(
+        medrecon.InputError, match="the image is complex but prior Gaussian models real images only"
+    ):
         medrecon.reconstruct(complex_mri, mri_measurement, host=host, device="cpu")
 
 
