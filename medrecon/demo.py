@@ -54,6 +54,8 @@ class Case:
     phase: str = "none"
     #: at most this many (middle) slices of the volume, for cases whose methods are slow
     max_slices: int | None = None
+    #: crop slices (centred) to multiples of this (an operator that needs it: downsampling by 4)
+    multiple: int | None = None
 
 
 def sigpy_tv(lamda: float, iterations: int) -> Callable[[Measurement], np.ndarray]:
@@ -149,6 +151,43 @@ def cases(quick: bool = False) -> list[Case]:
             ),
         ),
     ]
+    restoration = [
+        Case(
+            "inpaint-70",
+            "inpainting, 70% of the pixels missing",
+            {"name": "inpainting", "missing": 0.7, "seed": 1},
+            0.01,
+            (
+                Method("mean fill", run=mean_fill),
+                admm_tv(TUNED["admm-tv-inpaint"]),
+                dds(**TUNED["dds-inpaint"]),
+                Method(
+                    "PiGDM",
+                    {"prior": BRAIN_PRIOR, "sampler": {"name": "pigdm", "steps": 10 if quick else 50}},
+                    diffusion=True,
+                ),
+            ),
+            max_slices=2,
+        ),
+        Case(
+            "sr-4x",
+            "4x super-resolution (block average)",
+            {"name": "downsample", "factor": 4},
+            0.01,
+            (
+                Method("bicubic", run=bicubic_upsampling),
+                admm_tv(TUNED["admm-tv-sr"]),
+                dds(**TUNED["dds-sr"]),
+                Method(
+                    "PiGDM",
+                    {"prior": BRAIN_PRIOR, "sampler": {"name": "pigdm", "steps": 10 if quick else 50}},
+                    diffusion=True,
+                ),
+            ),
+            max_slices=2,
+            multiple=4,
+        ),
+    ]
     blind = {"name": "blind-dps", "steps": 20 if quick else 100, **TUNED["blind-dps"]}
     deblur = Case(
         "deblur-motion",
@@ -168,7 +207,7 @@ def cases(quick: bool = False) -> list[Case]:
         ),
         max_slices=2,
     )
-    return [*mri_cases, *ct, deblur]
+    return [*mri_cases, *ct, *restoration, deblur]
 
 
 #: hyperparameters tuned once on the demo volume (each baseline swept as the diffusion recipe was)
@@ -181,12 +220,54 @@ TUNED: dict = {
     "admm-tv-limited": 1.0,
     "dds-ct-8view": {"cg_iterations": 5, "tv_z": 0.002, "eta": 0.85},
     "dds-ct-limited": {"cg_iterations": 5, "tv_z": 0.002, "eta": 0.85},
+    "admm-tv-inpaint": 0.01,
+    "dds-inpaint": {"cg_iterations": 5, "tv_z": 0.0, "eta": 0.85},
+    "admm-tv-sr": 0.005,
+    "dds-sr": {"cg_iterations": 5, "tv_z": 0.0, "eta": 0.85},
     "tv-true-kernel": 0.0005,
     "blind-tv": 0.002,
     "blind-dps": {"zeta": 2.0, "kernel_zeta": 0.03, "l1": 0.01},
 }
 
-CASE_NAMES = ("mri-4x", "mri-8x", "mri-8x-complex", "ct-8view", "ct-limited-90", "deblur-motion")
+CASE_NAMES = (
+    "mri-4x",
+    "mri-8x",
+    "mri-8x-complex",
+    "ct-8view",
+    "ct-limited-90",
+    "inpaint-70",
+    "sr-4x",
+    "deblur-motion",
+)
+
+
+def mean_fill(m: Measurement) -> np.ndarray:
+    """The simplest inpainting: each missing pixel gets the mean of the observed ones in its 3 x 3
+    neighbourhood (normalised convolution), repeated until every pixel has a value."""
+    from scipy.ndimage import uniform_filter
+
+    y, mask = np.asarray(m.y, dtype=np.float64), np.asarray(m.arrays["mask"], dtype=np.float64)
+    image, known = y * mask, mask.copy()
+    for _ in range(50):
+        if known.all():
+            break
+        total = uniform_filter(image * known, size=(1, 3, 3))
+        weight = uniform_filter(known, size=(1, 3, 3))
+        fill = (weight > 1e-6) & (known == 0)  # (the filter leaves round-off where it saw nothing)
+        image[fill] = total[fill] / weight[fill]
+        known[fill] = 1.0
+    return image.astype(np.float32)
+
+
+def bicubic_upsampling(m: Measurement) -> np.ndarray:
+    """The classical baseline of super-resolution: cubic-spline interpolation of the low-resolution
+    slices back to the full grid, pixels taken as areas (each low-resolution pixel is the mean of a
+    factor x factor block, `grid_mode`)."""
+    from scipy.ndimage import zoom
+
+    factor = int(m.operator.params.get("factor", 4))
+    low = np.asarray(m.y, dtype=np.float64)
+    return zoom(low, (1, factor, factor), order=3, grid_mode=True, mode="nearest").astype(np.float32)
 
 
 def select_cases(names: tuple[str, ...] | list[str], quick: bool) -> list[Case]:
@@ -212,6 +293,18 @@ def middle_slices(
         return volume, affine
     start = (volume.shape[0] - count) // 2
     return slab(volume, affine, start, start + count)
+
+
+def crop_to_multiple(volume: np.ndarray, affine: np.ndarray | None, multiple: int):
+    """The centred in-plane crop of a (D, H, W) volume to multiples of `multiple`, and its affine."""
+    height, width = volume.shape[1:]
+    top, left = (height % multiple) // 2, (width % multiple) // 2
+    crop = volume[:, top : top + height - height % multiple, left : left + width - width % multiple]
+    if affine is None:
+        return np.ascontiguousarray(crop), None
+    shift = np.eye(4)
+    shift[0, 3], shift[1, 3] = left, top  # W is the NIfTI i axis, H the j axis
+    return np.ascontiguousarray(crop), affine @ shift
 
 
 def demo_volume(quick: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -289,6 +382,8 @@ def run_case(
     written = [] if written is None else written
     if case.max_slices is not None:
         truth, affine = middle_slices(truth, affine, case.max_slices)
+    if case.multiple is not None:
+        truth, affine = crop_to_multiple(truth, affine, case.multiple)
     m = simulate(
         truth, case.operator, noise_std=case.noise_std, seed=seed, affine=affine, phase=case.phase, host=host
     )
