@@ -165,18 +165,24 @@ SAMPLES = {
 @main.command()
 @click.argument("name", type=click.Choice(list(SAMPLES)))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="NIfTI output.")
+@click.option("--slices", type=int, default=None, help="Keep only the middle N slices.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file at OUT.")
-def sample(name: str, out: Path, overwrite: bool) -> None:
+def sample(name: str, out: Path, slices: int | None, overwrite: bool) -> None:
     """Write a built-in sample volume as NIfTI: brain-1mm, brain-axial or shepp-logan."""
+    from medrecon.demo import middle_slices
     from medrecon.io import save_nifti
     from medrecon.samples import brain_sample, phantom_volume
 
     if out.exists() and not overwrite:
         raise RecipeError(f"{out} exists; give --overwrite to replace it")
+    if slices is not None and slices < 1:
+        raise RecipeError(f"--slices must be >= 1, got {slices}")
     if name == "shepp-logan":
         volume, affine = phantom_volume((64, 128, 128)), None
     else:
         volume, affine = brain_sample("1mm" if name == "brain-1mm" else "2.8mm")
+    if slices is not None:
+        volume, affine = middle_slices(volume, affine, slices)
     save_nifti(out, volume, affine)
     click.echo(f"wrote {out}: {SAMPLES[name]}")
 

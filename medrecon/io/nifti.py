@@ -107,4 +107,30 @@ def save_nifti(
     img.header.set_slope_inter(None, None)  # data are written as they are: no rescaling on read
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
+    _drop_stale_sidecar(path)
     return path
+
+
+def _drop_stale_sidecar(path: Path) -> None:
+    """A sidecar beside `path` that describes an earlier reconstruction written there no longer
+    tells the truth about the file: it goes (with a warning) rather than mislead."""
+    import json
+    import logging
+
+    from medrecon.io.atomic import sidecar_path
+
+    side = sidecar_path(path)
+    if not side.is_file():
+        return
+    try:
+        listed = set(json.loads(side.read_text()).get("files", {}).values())
+    except (ValueError, OSError, AttributeError):
+        return
+    if path.name in listed:
+        side.unlink(missing_ok=True)
+        logging.getLogger(__name__).warning(
+            "%s was replaced by save_nifti; its sidecar %s, which described the earlier "
+            "reconstruction, was removed",
+            path,
+            side.name,
+        )
