@@ -126,3 +126,9 @@ def test_brain_1mm_beats_cg_sense_at_full_resolution(host):
     dds = medrecon.reconstruct(recipe, m, host=host)
     assert "warnings" not in dds.info  # 1 mm data, a 1 mm prior
     assert psnr(truth, dds.image.numpy()) > psnr(truth, cg.image.numpy()) + 1.0
+
+
+def test_brain_axial_card_says_its_pixel_size_and_orientation():
+    c = card("brain-axial")
+    geometry = c["training"]["data"]["geometry"][0]
+    assert c["pixel_spacing_mm"] == [geometry["pixel_scale"]] * 2 and c["orientation"] == "axial"
