@@ -26,9 +26,8 @@ def main(source: str, target: str) -> None:
     card["weights"] = target_path.with_suffix(".safetensors").name
     card["weights_dtype"] = "float16 (trained in float32; cast back to float32 on loading)"
     target_path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    print(
-        f"wrote {target_path.with_suffix('.json')} and {card['weights']}: {sum(v.numel() for v in half.values())} values"
-    )
+    count = sum(v.numel() for v in half.values())
+    print(f"wrote {target_path.with_suffix('.json')} and {card['weights']}: {count} values")
 
 
 if __name__ == "__main__":
