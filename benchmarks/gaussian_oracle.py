@@ -57,7 +57,7 @@ def main() -> None:
     rows.append(
         {
             "sampler": "exact draws",
-            **posterior.errors(exact),
+            **posterior.errors(exact, prior.mu),
             "steps": 0,
             "nfe_per_sample": 0,
             "seconds": round(time.perf_counter() - start, 2),
@@ -66,7 +66,9 @@ def main() -> None:
     samplers = {
         "mmps": MMPS(samples=args.samples),
         "pigdm": PiGDM(samples=args.samples),
+        "pigdm (tweedie weight)": PiGDM(samples=args.samples, weight="tweedie"),
         "dds": DDS(samples=args.samples),
+        "dds (ddim eta)": DDS(samples=args.samples, eta_rule="ddim"),
         "dps": DPS(samples=args.samples),
         "mmps (1000 steps)": MMPS(steps=1000, samples=args.samples),
     }
@@ -77,7 +79,7 @@ def main() -> None:
         rows.append(
             {
                 "sampler": name,
-                **posterior.errors(result.samples),
+                **posterior.errors(result.samples, prior.mu),
                 "steps": result.info["steps"],
                 "nfe_per_sample": result.info["nfe"] // args.samples,
                 "seconds": round(seconds, 2),
@@ -86,8 +88,10 @@ def main() -> None:
     cols = [
         "sampler",
         "mean_rel_error",
+        "mean_rel_error_centred",
         "cov_rel_error",
         "w2",
+        "w2_rel",
         "samples",
         "steps",
         "nfe_per_sample",

@@ -66,10 +66,15 @@ class GaussianPosterior:
         w = torch.randn((count, *self.mean.shape), generator=generator)
         return self.mean + torch.fft.ifft2(torch.fft.fft2(w) * self.spectrum.sqrt()).real
 
-    def errors(self, samples: torch.Tensor) -> dict[str, float]:
+    def errors(
+        self, samples: torch.Tensor, prior_mean: torch.Tensor | float | None = None
+    ) -> dict[str, float]:
         """How far the empirical Gaussian of `samples` (K, H, W) is from this posterior.
 
-        mean_rel_error = ||m_emp - m|| / ||m||; for a stationary posterior the empirical covariance
+        mean_rel_error = ||m_emp - m|| / ||m||; with the prior's mean mu, also the centred error
+        ||m_emp - m|| / ||m - mu|| (the prior mean alone, ignoring y, scores 1 there, where the
+        uncentred error of a textured prior can look small). w2_rel = W2 / sqrt(tr Sigma_post): W2 in
+        units of the posterior's spread. For a stationary posterior the empirical covariance
         is taken in the DFT basis where the exact one is diagonal (its power spectrum, averaged over
         the K samples): cov_rel_error is the relative Frobenius error of the two circulant matrices
         and w2 the 2-Wasserstein distance between the two Gaussians,
@@ -85,12 +90,17 @@ class GaussianPosterior:
         p_emp = (torch.fft.fft2(samples - m).abs() ** 2).sum(dim=0) / (n * (k - 1))
         p = self.spectrum
         w2 = ((m - self.mean).pow(2).sum() + (p_emp.sqrt() - p.sqrt()).pow(2).sum()).sqrt()
-        return {
+        out = {
             "mean_rel_error": float((m - self.mean).norm() / self.mean.norm()),
             "cov_rel_error": float((p_emp - p).norm() / p.norm()),
             "w2": float(w2),
+            "w2_rel": float(w2 / p.sum().sqrt()),
             "samples": k,
         }
+        if prior_mean is not None:
+            centred = (self.mean - torch.as_tensor(prior_mean, dtype=self.mean.dtype)).norm()
+            out["mean_rel_error_centred"] = float((m - self.mean).norm() / centred.clamp_min(1e-30))
+        return out
 
 
 class Gaussian(GaussianPrior):
