@@ -318,6 +318,12 @@ def _as_image(volume: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.astype(kind)))
 
 
+def parameters_of_operator(name: str, host: PluginHost | None = None) -> set[str]:
+    """The parameter names of a registered operator's factory."""
+    host = host or default_host()
+    return {p.name for p in parameters_of(host.get("operator", name).spec.factory)}
+
+
 def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:
     """Versions of Python, torch, medrecon and of each component's distribution."""
     from medrecon import __version__

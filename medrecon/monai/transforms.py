@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform, Randomizable, Transform
 
 from medrecon.errors import InputError
 from medrecon.io.bundle import Measurement
@@ -57,11 +57,14 @@ def _host():
     return default_host()
 
 
-class SimulateMeasurement(Transform):
+class SimulateMeasurement(Randomizable, Transform):
     """Image (1, i, j, k) -> a `Measurement` (y, operator recipe and arrays, noise level, affine).
 
-    `operator` is a recipe table (e.g. {"name": "mri-multicoil", "acceleration": 4}); `seed` makes
-    the noise reproducible.
+    `operator` is a recipe table (e.g. {"name": "mri-multicoil", "acceleration": 4}). A random
+    transform as MONAI's are: each call draws a new seed from `self.R` for the noise and, where the
+    recipe leaves the operator's own `seed` (random masks, kernels) unset, for that too; so two
+    images get different noise, and a pipeline is reproducible under `monai.utils.set_determinism`
+    or `Compose.set_random_state`. `seed` seeds `self.R` at construction.
     """
 
     def __init__(
@@ -73,18 +76,28 @@ class SimulateMeasurement(Transform):
         keep_ground_truth: bool = True,
     ):
         self.operator = dict(operator) if isinstance(operator, Mapping) else {"name": operator}
-        self.noise_std, self.seed, self.device = float(noise_std), int(seed), device
+        self.noise_std, self.device = float(noise_std), device
         self.keep_ground_truth = keep_ground_truth
+        self.set_random_state(seed=int(seed))
+        self._seed = 0
 
-    def __call__(self, img: Any, name: str = "image") -> Measurement:
-        from medrecon.api import simulate
+    def randomize(self, data: Any = None) -> None:
+        self._seed = int(self.R.randint(0, 2**31 - 1))
 
+    def __call__(self, img: Any, name: str = "image", randomize: bool = True) -> Measurement:
+        from medrecon.api import parameters_of_operator, simulate
+
+        if randomize:
+            self.randomize()
         volume, affine = _to_volume(img, name)
+        operator = dict(self.operator)
+        if "seed" not in operator and "seed" in parameters_of_operator(operator["name"], _host()):
+            operator["seed"] = self._seed
         return simulate(
             volume,
-            ComponentRecipe.from_dict("operator", self.operator),
+            ComponentRecipe.from_dict("operator", operator),
             noise_std=self.noise_std,
-            seed=self.seed,
+            seed=self._seed,
             device=self.device,
             affine=affine,
             keep_ground_truth=self.keep_ground_truth,
@@ -123,8 +136,9 @@ class Reconstruct(Transform):
         return self.run(measurement)[0]
 
 
-class SimulateMeasurementd(MapTransform):
-    """For each key, simulate a measurement of data[key] and store it under `{key}{suffix}`."""
+class SimulateMeasurementd(Randomizable, MapTransform):
+    """For each key, simulate a measurement of data[key] and store it under `{key}{suffix}` (a new
+    seed per item and key, drawn from `self.R`)."""
 
     def __init__(
         self,
@@ -139,12 +153,23 @@ class SimulateMeasurementd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.simulate = SimulateMeasurement(operator, noise_std, seed, device)
         self.suffix = measurement_suffix
+        self.set_random_state(seed=int(seed))
+
+    def set_random_state(self, seed=None, state=None):
+        super().set_random_state(seed, state)
+        if hasattr(self, "simulate"):
+            self.simulate.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        self.simulate.randomize()
 
     def __call__(self, data: Mapping) -> dict:
         out = dict(data)
         for key in self.key_iterator(out):
             try:
-                out[f"{key}{self.suffix}"] = self.simulate(out[key], name=str(key))
+                self.randomize()
+                out[f"{key}{self.suffix}"] = self.simulate(out[key], name=str(key), randomize=False)
             except InputError as err:
                 raise type(err)(
                     f"SimulateMeasurementd, key '{key}': {err}"
@@ -153,37 +178,76 @@ class SimulateMeasurementd(MapTransform):
 
 
 class Reconstructd(MapTransform):
-    """For each key holding a Measurement, reconstruct it into `output_key` (and the std map into
-    `std_key` when several samples are drawn); `drop_measurement` removes the measurement so that
-    the default DataLoader collation sees tensors only."""
+    """For each key holding a Measurement, reconstruct it into its output key (and the std map into
+    the std key when several samples are drawn); `drop_measurement` removes the measurement so that
+    the default DataLoader collation sees tensors only.
+
+    Output keys: `output_key` (one per key, or one name for a single key; default "reconstruction"
+    for one key, "{key}_reconstruction" for several). The output keeps the meta data of the image
+    the measurement was simulated from (`{image}_measurement` -> `image`, or `meta_keys`), so that
+    SaveImaged names its file after the input, with the reconstruction's own affine."""
 
     def __init__(
         self,
         keys,
         recipe: Mapping[str, Any],
-        output_key: str = "reconstruction",
-        std_key: str = "reconstruction_std",
+        output_key: str | list[str] | None = None,
+        std_key: str | list[str] | None = None,
         seed: int = 0,
         device: str = "cpu",
         drop_measurement: bool = True,
+        meta_keys: str | list[str] | None = None,
+        measurement_suffix: str = "_measurement",
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.reconstruct = Reconstruct(recipe, seed, device)
-        self.output_key, self.std_key, self.drop = output_key, std_key, drop_measurement
-        if len(self.keys) > 1:
-            raise InputError("Reconstructd takes one measurement key per transform (one output_key)")
+        self.drop, self.suffix = drop_measurement, measurement_suffix
+        n = len(self.keys)
+        default_out = ["reconstruction"] if n == 1 else [f"{k}_reconstruction" for k in self.keys]
+        self.output_keys = _per_key(output_key, default_out, n, "output_key")
+        self.std_keys = _per_key(std_key, [f"{o}_std" for o in self.output_keys], n, "std_key")
+        self.meta_keys = _per_key(meta_keys, [None] * n, n, "meta_keys")
 
     def __call__(self, data: Mapping) -> dict:
         out = dict(data)
-        for key in self.key_iterator(out):
+        for key, output, std_name, meta_key in self.key_iterator(
+            out, self.output_keys, self.std_keys, self.meta_keys
+        ):
             try:
                 image, std = self.reconstruct.run(out[key], name=str(key))
             except InputError as err:
                 raise type(err)(f"Reconstructd, key '{key}': {err}") from None
-            out[self.output_key] = image
+            source = out.get(meta_key or _source_key(str(key), self.suffix))
+            for target in (image, std):
+                if target is not None and hasattr(source, "meta"):
+                    _keep_meta(target, source.meta)
+            out[output] = image
             if std is not None:
-                out[self.std_key] = std
+                out[std_name] = std
             if self.drop:
                 del out[key]
         return out
+
+
+def _per_key(value, default: list, n: int, name: str) -> list:
+    if value is None:
+        return default
+    values = [value] if isinstance(value, str) else list(value)
+    if len(values) != n:
+        raise InputError(f"Reconstructd: give one {name} per key ({n}), got {len(values)}")
+    return values
+
+
+def _source_key(key: str, suffix: str) -> str:
+    return key[: -len(suffix)] if suffix and key.endswith(suffix) else key
+
+
+def _keep_meta(target, meta: Mapping) -> None:
+    """The input image's meta data (file name, original affine, shape ...) on a reconstruction,
+    whose own affine (the measurement's) stays."""
+    affine = target.affine.clone()
+    for k, v in meta.items():
+        if k not in ("affine", "medrecon"):
+            target.meta[k] = v
+    target.affine = affine

@@ -252,7 +252,10 @@ def load_bundle_prior(
     data_range: tuple[float, float] | None = (-1.0, 1.0),
 ) -> NetworkPrior:
     """A prior from a MONAI bundle: `network_def` and optionally `noise_scheduler` (or `scheduler`)
-    from configs/inference.*, weights from models/model.pt (a state dict; loaded weights-only)."""
+    from configs/inference.*, weights from models/model.pt (a state dict; loaded weights-only).
+    A bundle's config is executable (it names classes and expressions that are run): load trusted
+    bundles only. Latent diffusion bundles (an autoencoder plus a diffusion model in its latent
+    space, as MONAI's model-zoo generative bundles are) are refused: medrecon's priors act on images."""
     from monai.bundle import ConfigParser
     from monai.networks.schedulers import DDPMScheduler
 
@@ -264,6 +267,15 @@ def load_bundle_prior(
     )
     parser = ConfigParser()
     parser.read_config(str(config))
+    latent = [
+        k for k in ("autoencoder_def", "autoencoder", "latent_shape", "scale_factor") if k in parser.config
+    ]
+    if latent:
+        raise InputError(
+            f"bundle {root} is a latent diffusion model ({config.name} defines {', '.join(latent)}): "
+            "medrecon's diffusion priors act on images, not on an autoencoder's latent space; "
+            "use an image-space diffusion bundle or train one with medrecon train-prior"
+        )
     if "network_def" not in parser.config:
         raise InputError(f"bundle {root}: {config.name} has no 'network_def' describing the network")
     network = parser.get_parsed_content("network_def")

@@ -120,3 +120,51 @@ def test_bad_data_gets_errors_naming_the_key():
         Reconstructd(keys="m", recipe={"sampler": {"name": "dsd"}})(
             {"m": SimulateMeasurement(MRI, noise_std=0.01)(torch.rand(1, 32, 32, 4))}
         )
+
+
+def test_each_item_gets_its_own_noise_and_the_pipeline_is_reproducible():
+    """SimulateMeasurement is a MONAI random transform: two identical images get different noise,
+    and a fixed random state reproduces the pipeline."""
+    from monai.data import MetaTensor
+    from monai.utils import set_determinism
+
+    image = MetaTensor(torch.ones(1, 16, 16, 2))
+    sim = SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.05)
+    first, second = sim({"image": image}), sim({"image": image})
+    assert not np.allclose(first["image_measurement"].y, second["image_measurement"].y)
+    set_determinism(seed=7)
+    try:
+        a = Compose([SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.05)])({"image": image})
+        set_determinism(seed=7)
+        b = Compose([SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.05)])({"image": image})
+    finally:
+        set_determinism(seed=None)
+    np.testing.assert_array_equal(a["image_measurement"].y, b["image_measurement"].y)
+    blur = SimulateMeasurement({"name": "blind-deconv", "kernel_type": "motion"}, 0.0)
+    kernels = [blur(image).arrays["kernel"] for _ in range(2)]
+    assert not np.allclose(*kernels)  # the operator's own seed is drawn per item too
+
+
+def test_the_reconstruction_keeps_the_input_meta_for_saveimaged(files, tmp_path):
+    from monai.transforms import SaveImaged
+
+    steps = Compose(
+        [
+            LoadImaged(keys=["image", "other"]),
+            EnsureChannelFirstd(keys=["image", "other"]),
+            SimulateMeasurementd(keys=["image", "other"], operator=MRI, noise_std=0.01),
+            Reconstructd(keys=["image_measurement", "other_measurement"], recipe={"sampler": {"name": "cg"}}),
+            SaveImaged(
+                keys="image_measurement_reconstruction",
+                output_dir=str(tmp_path),
+                output_postfix="recon",
+                separate_folder=False,
+            ),
+        ]
+    )
+    out = steps({"image": files[0]["image"], "other": files[1]["image"]})
+    assert set(out) >= {"image_measurement_reconstruction", "other_measurement_reconstruction"}
+    recon = out["image_measurement_reconstruction"]
+    assert recon.meta["filename_or_obj"] == files[0]["image"]
+    assert (tmp_path / "vol0_recon.nii.gz").is_file()
+    np.testing.assert_allclose(recon.affine, out["image"].affine)
