@@ -9,9 +9,20 @@ def get_reader(path: str | list[str]) -> Callable | None:
     paths = [path] if isinstance(path, str) else list(path)
     if paths and all(str(p).endswith((".nii", ".nii.gz")) for p in paths):
         return read_nifti
-    if paths and all(str(p).endswith((".h5", ".hdf5")) for p in paths):
+    if paths and all(str(p).endswith((".h5", ".hdf5")) and _is_measurement(p) for p in paths):
         return read_bundle
-    return None
+    return None  # someone else's HDF5 (ilastik, BigDataViewer ...): another reader's
+
+
+def _is_measurement(path: str) -> bool:
+    """Whether an HDF5 file is a medrecon bundle (y and an operator group) or fastMRI k-space."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return ("y" in f and "operator" in f) or "kspace" in f
+    except (OSError, ImportError):
+        return False
 
 
 def read_nifti(path: str | list[str]) -> list[tuple]:

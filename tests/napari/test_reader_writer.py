@@ -77,3 +77,15 @@ def test_brain_samples_open_placed_by_their_affine(make_napari_viewer, key, reso
     # (D, H, W) = (k, j, i): slices 1 mm apart, pixels of the sample's size, at the template's position
     np.testing.assert_allclose(np.diag(layer.affine.affine_matrix)[:3], [1.0, pixel, pixel])
     np.testing.assert_allclose(layer.affine.affine_matrix[:3, 3], affine[[2, 1, 0], 3])
+
+
+def test_a_foreign_hdf5_file_is_left_to_other_readers(tmp_path):
+    import h5py
+
+    from medrecon_napari._reader import get_reader
+
+    path = tmp_path / "ilastik_project.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("exported_data", data=np.zeros((4, 4)))
+    assert get_reader(str(path)) is None
+    assert get_reader(str(tmp_path / "missing.h5")) is None
