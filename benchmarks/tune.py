@@ -47,11 +47,11 @@ def validation_volume(slices: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: DDS is tuned one parameter at a time from this start, in this order (coordinate search)
-DDS_START = {"eta": 0.85, "cg_iterations": 5, "gamma": 0.0, "tv_z": 0.002}
+DDS_START = {"eta": 1.0, "cg_iterations": 5, "gamma": 0.0, "tv_z": 0.002}
 DDS_AXES = {
     "eta": [0.5, 0.85, 1.0],
     "cg_iterations": [2, 5, 10],
-    "gamma": [0.0, 0.3, 1.0],
+    "gamma": [0.0, 0.03, 0.3],
     "tv_z": [0.0, 0.002, 0.01],
 }
 
@@ -65,7 +65,7 @@ def baselines(case: str) -> dict[str, list[tuple[str, dict | None, object]]]:
                 for n in (5, 10, 20, 30)
             ],
             "sigpy TV": [
-                (f"lamda={lam}", None, sigpy_tv(lam, 500)) for lam in (0.0005, 0.001, 0.002, 0.005, 0.01)
+                (f"lamda={lam}", None, sigpy_tv(lam, 500)) for lam in (0.003, 0.01, 0.02, 0.05, 0.1)
             ],
         }
     tv = [
