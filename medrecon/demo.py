@@ -400,7 +400,13 @@ def run_case(
             image = method.run(m)
             result = Reconstruction(torch.as_tensor(image), info={"method": method.label, "nfe": 0})
         else:
-            result = reconstruct(method.recipe, m, seed=seed, device=device, host=host)
+
+            def progress(step, label=f"{case.name}: {method.label}"):
+                # a line at each fifth of a long run, so a minute-long method shows it is alive
+                if step.total >= 10 and (step.index + 1) % max(step.total // 5, 1) == 0:
+                    log(f"  {label}: step {step.index + 1} of {step.total}")
+
+            result = reconstruct(method.recipe, m, seed=seed, device=device, host=host, progress=progress)
         seconds = time.perf_counter() - start
         result.info.setdefault("seconds", seconds)
         if path is not None:  # every method's output with its sidecar, the external peers' too
@@ -421,6 +427,7 @@ def run_case(
             err = np.linalg.norm(extras["kernel"] - true_kernel) / np.linalg.norm(true_kernel)
             row["kernel_rel_error"] = round(float(err), 3)
         rows.append(row)
+        log(f"  {case.name}: {method.label}: {row['psnr_db']} dB, SSIM {row['ssim']}, {row['seconds']} s")
         panels.append((f"{method.label}\n{row['psnr_db']} dB", image))
         results[method.label] = (image, std, extras, method.diffusion)
     if out is not None:
