@@ -596,11 +596,13 @@ class CCDF(DDS):
 
 class MCG(DiffusionSampler):
     """Manifold-constrained gradient (Chung, Sim, Ryu, Ye, NeurIPS 2022): an ancestral step from
-    x0_hat, the gradient step x -= alpha * grad_{x_t} ||y - A x0_hat(x_t)||^2 / ||y - A x0_hat||, then
-    projection onto the measurement set {x : A x = y_{t-1}} for the measurement noised to the
-    iterate's level, y_{t-1} = sqrt(a_{t-1}) y + sqrt(1 - a_{t-1}) A z. The projection adds the
-    minimum-norm correction A^+ (y_{t-1} - A x), by `cg_iterations` of CG on A^H A started at zero
-    (which stays in the range of A^H). The paper's projection assumes noiseless data; with noisy
+    x0_hat, the gradient step x -= alpha * grad_{x_t} ||y - A x0_hat(x_t)|| (the authors' code's step:
+    the gradient of the norm, not of its square, which is twice as long), then projection onto the
+    measurement set {x : A x = y_{t-1}} for the measurement noised to the iterate's level,
+    y_{t-1} = sqrt(a_{t-1}) y + sqrt(1 - a_{t-1}) A z. The projection adds the minimum-norm correction
+    A^+ (y_{t-1} - A x): exactly where the operator has a pseudo-inverse (inpainting, downsampling),
+    else by `cg_iterations` of CG on A^H A started at zero (which stays in the range of A^H). The
+    paper's projection assumes noiseless data; with noisy
     measurements `project = false` keeps only the gradient. Defaults: 1000 steps, alpha = 1.0."""
 
     def __init__(
@@ -625,15 +627,17 @@ class MCG(DiffusionSampler):
         op, y = problem.operator, problem.y
         tw, x0, x_prev = _ancestral(self, prior, x_t, t, a_t, a_prev, noise)
 
-        def loss(z: torch.Tensor) -> torch.Tensor:  # per chain ||r||^2 / ||r||: the paper's step
-            sq = (y - op(z)).reshape(self.samples, -1).abs().pow(2).sum(dim=1)
-            return (sq / sq.detach().sqrt().clamp_min(1e-12)).sum()
+        def loss(z: torch.Tensor) -> torch.Tensor:  # per chain ||r||, as the authors' code steps
+            return torch.linalg.vector_norm((y - op(z)).reshape(self.samples, -1), dim=1).sum()
 
         x_prev = x_prev - self.alpha * tw.grad_of(loss)
         if self.project:
             y_prev = a_prev.sqrt() * y + (1 - a_prev).sqrt() * op(self.fresh_noise(x_prev))
-            correction = conjugate_gradient(
-                op.gram, op.adjoint(y_prev - op(x_prev)), iterations=self.cg_iterations, batch_dims=1
-            )
+            residual = y_prev - op(x_prev)
+            correction = op.pseudo_inverse(residual)
+            if correction is None:
+                correction = conjugate_gradient(
+                    op.gram, op.adjoint(residual), iterations=self.cg_iterations, batch_dims=1
+                )
             x_prev = x_prev + correction
         return x_prev.detach(), x0
