@@ -540,9 +540,13 @@ class DiffusionMBIR(DiffusionSampler):
 class CCDF(DDS):
     """Come-closer-diffuse-faster (Chung, Sim, Ye, CVPR 2022): forward-diffuse an initial estimate to
     t0 = `t0` * T, x_t0 = sqrt(a) x_init + sqrt(1 - a) eps, and run only the `steps` reverse steps
-    below t0 with data consistency (here the DDS update: CG on x0_hat, then DDIM with eta). A good
-    start makes a short reverse path enough. `init` names the classical estimate (zero-filled /
-    back-projection "adjoint", "cg", "fbp" for CT); `init_image` takes any other, such as another
+    below t0 with data consistency, then DDIM with eta. The paper's contraction argument needs a
+    non-expansive consistency step: `consistency` = "projection" takes x0_hat onto {x : A x = y}
+    exactly, x0_hat + A^+ (y - A x0_hat), where the operator has a pseudo-inverse (inpainting,
+    downsampling); "cg" is DDS's update (a few CG steps on the normal equations from x0_hat), for
+    operators without one (multi-coil MRI, CT); "auto" (default) the projection where it exists.
+    A good start makes a short reverse path enough. `init` names the classical estimate (zero-filled
+    / back-projection "adjoint", "cg", "fbp" for CT); `init_image` takes any other, such as another
     sampler's result, in the problem's units. Defaults: t0 = 0.2 and 20 steps, as in the paper."""
 
     def __init__(
@@ -556,13 +560,40 @@ class CCDF(DDS):
         cg_iterations: int = 5,
         tv_z: float = 0.0,
         rho: float = 0.01,
+        consistency: Literal["auto", "projection", "cg"] = "auto",
     ):
         super().__init__(steps, samples, eta, cg_iterations, 0.0, tv_z, rho, eta_rule="ddim")
         if not 0 < t0 <= 1:
             raise InputError(f"t0 must be in (0, 1], got {t0}")
         if init not in ("adjoint", "cg", "fbp"):
             raise InputError(f"init must be adjoint, cg or fbp, got {init!r}")
-        self.t0, self.init, self.init_image = t0, init, init_image
+        if consistency not in ("auto", "projection", "cg"):
+            raise InputError(f"consistency must be auto, projection or cg, got {consistency!r}")
+        self.t0, self.init, self.init_image, self.consistency = t0, init, init_image, consistency
+
+    def start(self, problem: Problem) -> None:
+        super().start(problem)
+        op = problem.operator
+        has_projection = op.pseudo_inverse(torch.zeros_like(problem.y)) is not None
+        if self.consistency == "projection" and not has_projection:
+            raise InputError(
+                f"ccdf: consistency 'projection' needs an operator with an exact pseudo-inverse; "
+                f"{type(op).__name__} has none: use 'cg'"
+            )
+        self.projects = self.consistency != "cg" and has_projection and not self.tv_z
+
+    def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
+        if not self.projects:
+            return super().update(problem, prior, x_t, t, a_t, a_prev, noise)
+        op = problem.operator
+        x0 = prior.predict_x0(x_t, t)
+        projected = x0 + op.pseudo_inverse(problem.y - op(x0))
+        return self.step(projected, noise_of(x_t, x0, a_t), a_t, a_prev, noise), projected
+
+    def iterate(self, problem, prior, *, seed=0):
+        result = yield from super().iterate(problem, prior, seed=seed)
+        result.info["ccdf_consistency"] = "projection" if self.projects else "cg"
+        return result
 
     def times(self, prior: DiffusionPrior) -> list[int]:
         start = max(0, round(self.t0 * len(prior.alphas_cumprod)) - 1)
