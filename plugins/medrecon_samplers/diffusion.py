@@ -78,6 +78,9 @@ class DiffusionSampler(Sampler):
     nfe_per_step = 1
     #: slices per chunk for network gradients on volumes (0: the whole batch at once)
     grad_chunk = 0
+    #: whether the result is the final iterate x_{-1} (a guidance step after the last Tweedie
+    #: estimate, as DPS and MCG apply it) rather than the last x0 estimate
+    final_iterate = False
 
     def __init__(self, steps: int, samples: int, eta: float):
         if samples < 1:
@@ -128,6 +131,8 @@ class DiffusionSampler(Sampler):
         }
         if self.extra:
             info["vector_jacobian_products"] = self.extra * self.samples
+        if self.final_iterate:  # the last step's guidance applies to the result too
+            x0 = x
         if intensity is not None:
             x0 = intensity.to_physical(x0)
             info["intensity"] = intensity.describe()
@@ -378,19 +383,30 @@ class MMPS(_LikelihoodGuided):
 class DPS(DiffusionSampler):
     """Diffusion posterior sampling (Chung, Kim, Mccann, Klasky, Ye, ICLR 2023, Alg. 1): an ancestral
     step from the unconditional x0_hat, then x_{t-1} -= zeta * grad_{x_t} ||y - A x0_hat(x_t)||.
+    zeta is an absolute step in the units of x_t: the gradient of ||y - A x0_hat|| scales with ||A||,
+    so a zeta for one operator's norm carries over to another as zeta * ||A_old|| / ||A_new||.
+    The result is the final iterate, after the last step's guidance (as in the paper's algorithm).
+    `clip` clamps x0_hat to the prior's range (widened by a quarter) before the ancestral step, as
+    the authors' code clamps it to [-1, 1]; the gradient is taken through the unclamped estimate.
     Defaults: 1000 steps and zeta = 0.5, inside the paper's range of 0.1 to 1 (at 1.0 the
     covariance blew up on a well-posed Gaussian test problem); tune it per problem."""
 
-    def __init__(self, steps: int = 1000, samples: int = 1, zeta: float = 0.5, grad_chunk: int = 0):
+    final_iterate = True
+
+    def __init__(
+        self, steps: int = 1000, samples: int = 1, zeta: float = 0.5, clip: bool = False, grad_chunk: int = 0
+    ):
         super().__init__(steps, samples, eta=1.0)
         self.grad_chunk = grad_chunk
         if zeta < 0:
             raise InputError(f"zeta must be >= 0, got {zeta}")
-        self.zeta = zeta
+        self.zeta, self.clip = zeta, clip
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op, y = problem.operator, problem.y
-        tw, x0, x_prev = _ancestral(self, prior, x_t, t, a_t, a_prev, noise)
+        tw = _Tweedie(prior, x_t, t, self)
+        x0 = clip_to_range(tw.x0.detach(), prior, self.clip)
+        x_prev = ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, 1.0, noise)
         # one norm per chain; their sum has each chain's gradient
         grad = tw.grad_of(
             lambda z: torch.linalg.vector_norm((y - op(z)).reshape(self.samples, -1), dim=1).sum()
@@ -634,7 +650,10 @@ class MCG(DiffusionSampler):
     A^+ (y_{t-1} - A x): exactly where the operator has a pseudo-inverse (inpainting, downsampling),
     else by `cg_iterations` of CG on A^H A started at zero (which stays in the range of A^H). The
     paper's projection assumes noiseless data; with noisy
-    measurements `project = false` keeps only the gradient. Defaults: 1000 steps, alpha = 1.0."""
+    measurements `project = false` keeps only the gradient. The result is the final iterate (after
+    the last step's gradient and projection). Defaults: 1000 steps, alpha = 1.0."""
+
+    final_iterate = True
 
     def __init__(
         self,
