@@ -3,7 +3,8 @@
     python scripts/ship_prior.py TRAINED_CARD.json plugins/medrecon_priors/weights/NAME
 
 float16 halves the wheel's size; the loader casts the weights back to float32 (measured on
-brain-1mm: the largest change in a network output is below 1e-3 of its range, see the card).
+brain-1mm at 3000 steps: the largest change in a network output is 6e-5 of its range, on noise
+at t = 10, 300 and 900).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main(source: str, target: str) -> None:
     half = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     target_path = Path(target)
     save_file(half, str(target_path.with_suffix(".safetensors")))
+    target_path.with_suffix(".safetensors").chmod(0o644)  # safetensors writes through a private temp file
     card["weights"] = target_path.with_suffix(".safetensors").name
     card["weights_dtype"] = "float16 (trained in float32; cast back to float32 on loading)"
     target_path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
