@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable, Transform
+from monai.utils import get_seed
 
 from medrecon.errors import InputError
 from medrecon.io.bundle import Measurement
@@ -63,8 +64,9 @@ class SimulateMeasurement(Randomizable, Transform):
     `operator` is a recipe table (e.g. {"name": "mri-multicoil", "acceleration": 4}). A random
     transform as MONAI's are: each call draws a new seed from `self.R` for the noise and, where the
     recipe leaves the operator's own `seed` (random masks, kernels) unset, for that too; so two
-    images get different noise, and a pipeline is reproducible under `monai.utils.set_determinism`
-    or `Compose.set_random_state`. `seed` seeds `self.R` at construction.
+    images get different noise. `seed` seeds `self.R`; it keeps that meaning inside a Compose, whose
+    own seeds replace it only under `monai.utils.set_determinism` (then MONAI's usual rules make the
+    pipeline reproducible) or when a `RandomState` is passed to `set_random_state`.
     """
 
     def __init__(
@@ -78,8 +80,18 @@ class SimulateMeasurement(Randomizable, Transform):
         self.operator = dict(operator) if isinstance(operator, Mapping) else {"name": operator}
         self.noise_std, self.device = float(noise_std), device
         self.keep_ground_truth = keep_ground_truth
-        self.set_random_state(seed=int(seed))
+        self.seed = int(seed)
+        self.set_random_state(seed=self.seed)
         self._seed = 0
+
+    def set_random_state(self, seed=None, state=None):
+        # A Compose hands each random transform a seed drawn from its own generator, which is itself
+        # unseeded unless monai.utils.set_determinism was called: so without set_determinism the seed
+        # given here is noise and the transform keeps its own `seed` (a pipeline built twice with
+        # seed=3 gives the same measurements); with it, or given a RandomState, MONAI's rules apply.
+        if state is None and (seed is None or get_seed() is None):
+            seed = self.seed
+        return super().set_random_state(seed, state)
 
     def randomize(self, data: Any = None) -> None:
         self._seed = int(self.R.randint(0, 2**31 - 1))
@@ -157,7 +169,7 @@ class SimulateMeasurementd(Randomizable, MapTransform):
 
     def set_random_state(self, seed=None, state=None):
         super().set_random_state(seed, state)
-        if hasattr(self, "simulate"):
+        if hasattr(self, "simulate"):  # the array transform draws the seeds; it keeps its own seed
             self.simulate.set_random_state(seed, state)
         return self
 

@@ -109,11 +109,11 @@ def test_bad_data_gets_errors_naming_the_key():
         medrecon.InputError, match="key 'image'.*must be channel-first with one channel.*EnsureChannelFirstd"
     ):
         SimulateMeasurementd(keys="image", operator=MRI, noise_std=0.01)(no_channel)
-    not_square = {"image": torch.rand(1, 32, 30, 4)}
-    with pytest.raises(medrecon.InputError, match=r"key 'image'.*square slices"):
-        SimulateMeasurementd(keys="image", operator={"name": "ct-parallel", "views": 8}, noise_std=0.01)(
-            not_square
-        )
+    ct = SimulateMeasurementd(keys="image", operator={"name": "ct-parallel", "views": 8}, noise_std=0.01)
+    rectangular = ct({"image": torch.rand(1, 32, 30, 4)})["image_measurement"]  # any slice shape is fine
+    assert rectangular.y.shape == (4, 8, 44)  # 44 detectors: the slice's diagonal
+    with pytest.raises(medrecon.InputError, match=r"key 'image'.*NaN or Inf values"):
+        ct({"image": torch.full((1, 32, 30, 4), float("nan"))})
     with pytest.raises(medrecon.InputError, match="key 'm'.*must hold a medrecon Measurement"):
         Reconstructd(keys="m", recipe={"sampler": {"name": "cg"}})({"m": torch.zeros(3)})
     with pytest.raises(medrecon.RecipeError, match="no sampler named 'dsd'"):
