@@ -22,7 +22,7 @@ def test_problem_rejects_a_measurement_of_the_wrong_shape_or_kind():
         medrecon.Problem(Scale(), torch.ones(4, 5), 0.1)
     with pytest.raises(medrecon.InputError, match=r"must be real \(torch.float32\), got torch.complex64"):
         medrecon.Problem(Scale(), torch.ones(4, 4, dtype=torch.complex64), 0.1)
-    with pytest.raises(medrecon.InputError, match="noise_std must be a number >= 0"):
+    with pytest.raises(medrecon.InputError, match="noise_std must be a finite number >= 0"):
         medrecon.Problem(Scale(), torch.ones(4, 4), -1.0)
 
 

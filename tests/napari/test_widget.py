@@ -86,7 +86,7 @@ def test_errors_become_notifications_and_the_viewer_stays_usable(viewer_with_wid
     widget.device.value = "cpu"
     widget.start()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
-    assert widget.status.value == "failed"
+    assert widget.status.value.startswith("failed: ") and "needs a diffusion prior" in widget.status.value
     assert len(viewer.layers) == 1
 
 
