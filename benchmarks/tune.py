@@ -20,7 +20,7 @@ from importlib.resources import files
 import nibabel as nib
 import numpy as np
 
-from medrecon.demo import BRAIN_PRIOR, middle_slices, sigpy_tv
+from medrecon.demo import BRAIN_PRIOR, crop_to_multiple, middle_slices, sigpy_tv
 from medrecon.metrics import magnitude, psnr, ssim
 
 VALIDATION = (120, 128)
@@ -33,7 +33,11 @@ CASES = {
     "mri-8x-complex": ({**MRI, "acceleration": 8, "complex_image": True}, 0.005, "smooth"),
     "ct-8view": ({"name": "ct-parallel", "views": 8}, 0.05, "none"),
     "ct-limited-90": ({"name": "ct-parallel", "angle_range": [0.0, 90.0], "angle_step": 1.0}, 0.05, "none"),
+    "inpaint-70": ({"name": "inpainting", "missing": 0.7, "seed": 1}, 0.01, "none"),
+    "sr-4x": ({"name": "downsample", "factor": 4}, 0.01, "none"),
 }
+#: restoration cases' weights of TV (their operators have norm <= 1, MRI's and CT's do not)
+RESTORATION_TV = (0.001, 0.003, 0.01, 0.03, 0.1)
 
 
 def validation_volume(slices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,13 +72,14 @@ def baselines(case: str) -> dict[str, list[tuple[str, dict | None, object]]]:
                 (f"lamda={lam}", None, sigpy_tv(lam, 500)) for lam in (0.003, 0.01, 0.02, 0.05, 0.1)
             ],
         }
+    weights = RESTORATION_TV if case in ("inpaint-70", "sr-4x") else (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
     tv = [
         (
             f"weight={w}",
             {"prior": {"name": "tv", "weight": w}, "sampler": {"name": "admm-tv", "iterations": 100}},
             None,
         )
-        for w in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+        for w in weights
     ]
     return {"ADMM-TV": tv}
 
@@ -109,16 +114,21 @@ def main() -> None:
     parser.add_argument("--method", action="append", default=[], help="only these methods")
     parser.add_argument("--json", help="write every row to this JSON list")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dds-start", type=json.loads, default=DDS_START, help="JSON: DDS's first setting")
+    parser.add_argument(
+        "--dds-axes", type=json.loads, default=DDS_AXES, help="JSON: {parameter: [values]}, searched in order"
+    )
     args = parser.parse_args()
     import medrecon
 
-    truth, affine = validation_volume(args.slices)
+    full, full_affine = validation_volume(args.slices)
     rows = []
     for case in args.case or list(CASES):
         op, noise, phase = CASES[case]
+        truth, affine = crop_to_multiple(full, full_affine, 4) if case == "sr-4x" else (full, full_affine)
         m = medrecon.simulate(truth, op, noise_std=noise, seed=SEED, affine=affine, phase=phase)
 
-        def run(case, method, label, recipe, external, m=m):
+        def run(case, method, label, recipe, external, m=m, truth=truth):
             row = evaluate(m, truth, case, method, label, recipe, external, args.device)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -131,8 +141,8 @@ def main() -> None:
             print(f"BEST {case} {method}: {best['setting']} {best['psnr_db']} dB", flush=True)
         if args.method and "DDS + TV-z" not in args.method:
             continue
-        current, scores = dict(DDS_START), {}
-        for axis, values in DDS_AXES.items():
+        current, scores = dict(args.dds_start), {}
+        for axis, values in args.dds_axes.items():
             for value in values:
                 params = {**current, axis: value}
                 key = json.dumps(params, sort_keys=True)
