@@ -540,7 +540,8 @@ def _slab_option(name: str, value: str | None) -> tuple[int, int] | None:
     "--case",
     "case_names",
     multiple=True,
-    help="Run only this case (repeatable): mri-4x, mri-8x, ct-8view, ct-limited-90, deblur-motion.",
+    help="Run only this case (repeatable): mri-4x, mri-8x, mri-8x-complex, ct-8view, ct-limited-90, "
+    "inpaint-70, sr-4x, deblur-motion.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
@@ -549,9 +550,9 @@ def _slab_option(name: str, value: str | None) -> tuple[int, int] | None:
 def demo(
     ctx, out: Path, quick: bool, case_names: tuple[str, ...], seed: int, device: str, overwrite: bool
 ) -> None:
-    """Reconstruct the shipped 1 mm brain sample (MRI, CT, blind deblurring) with the brain-1mm
-    diffusion prior and classical baselines: NIfTIs, a PNG per case, metrics.md / metrics.json.
-    OUT must be a new or empty folder (or give --overwrite)."""
+    """Reconstruct the shipped 1 mm brain sample (MRI, CT, inpainting, super-resolution, blind
+    deblurring) with the brain-1mm diffusion prior and classical baselines: NIfTIs, a PNG per case,
+    metrics.md / metrics.json. OUT must be a new or empty folder (or give --overwrite)."""
     from medrecon.demo import prepare_demo_folder, run_demo, select_cases
     from medrecon.device import resolve_device
 

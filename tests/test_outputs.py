@@ -186,3 +186,22 @@ def test_a_diverging_run_exits_1_and_writes_nothing(nan_host, bundle, tmp_path, 
     assert result.exit_code == 1
     assert "sampler 'nan-at-3' produced" in result.output and "nothing was written" in result.output
     assert files_in(tmp_path) == ["m.h5"]
+
+
+def test_ctrl_c_in_demo_says_what_it_wrote_and_which_earlier_files_it_replaced(tmp_path, monkeypatch):
+    import medrecon.demo
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "ground_truth.nii.gz").write_text("an earlier run")
+    (out / "metrics.md").write_text("an earlier run")
+
+    def interrupted(*args, **kwargs):  # Ctrl-C during the first case, after the ground truth
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(medrecon.demo, "run_case", interrupted)
+    result = run("demo", "--out", out, "--quick", "--overwrite")
+    assert result.exit_code == 130
+    assert "1 file(s) were written" in result.output
+    assert "replacing ground_truth.nii.gz of an earlier run" in result.output
+    assert (out / "metrics.md").read_text() == "an earlier run"  # not replaced: not said to be
