@@ -93,7 +93,8 @@ class Inpainting(Operator):
 
 def _make_mask(shape, mask_type: str, missing: float, per_slice: bool, box: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    planes = [shape] if len(shape) == 2 or not per_slice else [shape[1:]] * shape[0]
+    stacked = len(shape) == 3 and per_slice  # one 2D mask per slice, stacked (one slice too)
+    planes = [shape[1:]] * shape[0] if stacked else [shape]
     masks = []
     for plane in planes:
         if mask_type == "random":
@@ -103,7 +104,7 @@ def _make_mask(shape, mask_type: str, missing: float, per_slice: bool, box: int,
             masks.append(np.broadcast_to(rows[:, None] if len(plane) == 2 else rows[None, :, None], plane))
         else:
             masks.append(_boxes(plane, missing, box, rng))
-    mask = masks[0] if len(planes) == 1 else np.stack(masks)
+    mask = np.stack(masks) if stacked else masks[0]
     return mask.astype(np.float32)
 
 

@@ -171,3 +171,42 @@ def test_a_fastmri_style_file_reaches_dds_as_a_complex_image(native_prior, host,
     zero_filled = medrecon.reconstruct(adjoint, bundle, noise_std=0.002, host=host)
     assert result.info["operator"]["coil_maps"] == "espirit"
     assert np.isfinite(psnr(truth, result.image.numpy())) and psnr(truth, zero_filled.image.numpy()) > 10
+
+
+#: operators whose A A^H is singular: pixels or k-space lines not measured, blocks averaged
+SINGULAR_OPERATORS = {
+    "inpainting-70": {"name": "inpainting", "missing": 0.7, "seed": 1},
+    "downsample-2": {"name": "downsample", "factor": 2},
+    "mri-zero-rows": {"name": "mri-multicoil", "coils": 2, "acceleration": 4},
+}
+
+
+@pytest.mark.parametrize("op", list(SINGULAR_OPERATORS))
+@pytest.mark.parametrize("key", [*SAMPLERS, "pigdm-cg"])
+def test_every_diffusion_sampler_stays_finite_where_a_ah_is_singular(native_prior, host, op, key):
+    truth = np.random.default_rng(1).random((2, 32, 32), dtype=np.float32)
+    m = medrecon.simulate(truth, SINGULAR_OPERATORS[op], noise_std=0.01, seed=0, host=host)
+    r = recipe(native_prior, "pigdm" if key == "pigdm-cg" else key)
+    r["sampler"]["steps"] = 5
+    if key == "pigdm-cg":
+        r["sampler"]["solver"] = "cg"
+    result = medrecon.reconstruct(r, m, host=host, device="cpu")
+    assert tuple(result.image.shape) == truth.shape and torch.isfinite(result.image).all()
+
+
+@pytest.mark.parametrize(
+    "sampler", [{"name": "mmps"}, {"name": "pigdm", "solver": "cg"}], ids=["mmps", "pigdm-cg"]
+)
+def test_the_reported_nan_on_inpainting_with_a_trained_prior_is_gone(host, sampler):
+    """Issue 19's report as a third party met it: a trained prior (the shipped brain-axial, whose
+    Jacobian is not symmetric positive) on a brain slice with 70% of the pixels missing. With the
+    CG that divided by a clamped curvature, MMPS went NaN at its first step."""
+    from medrecon.samples import brain_sample
+
+    volume, affine = brain_sample("2.8mm")
+    truth = np.ascontiguousarray(volume[7:8])
+    op = SINGULAR_OPERATORS["inpainting-70"]
+    m = medrecon.simulate(truth, op, noise_std=0.01, seed=0, affine=affine, host=host)
+    recipe = {"prior": {"name": "diffusion", "weights": "brain-axial"}, "sampler": {**sampler, "steps": 20}}
+    result = medrecon.reconstruct(recipe, m, host=host, device="cpu", seed=0)
+    assert torch.isfinite(result.image).all()

@@ -92,3 +92,8 @@ def test_the_operators_are_plugins_with_bundles_that_round_trip(host, tmp_path):
         back = medrecon.load_bundle(tmp_path / "m.h5")
         cg = medrecon.reconstruct({"sampler": {"name": "cg", "iterations": 5}}, back, host=host)
         assert tuple(cg.image.shape) == truth.shape and torch.isfinite(cg.image).all()
+
+
+def test_a_single_slice_volume_gets_a_mask_of_its_shape(host):
+    m = medrecon.simulate(np.ones((1, 16, 16), np.float32), {"name": "inpainting"}, noise_std=0.0, host=host)
+    assert m.y.shape == (1, 16, 16) and 0.2 < float((m.y != 0).mean()) < 0.4  # 70% missing by default
