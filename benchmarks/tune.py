@@ -72,7 +72,9 @@ def baselines(case: str) -> dict[str, list[tuple[str, dict | None, object]]]:
                 (f"lamda={lam}", None, sigpy_tv(lam, 500)) for lam in (0.003, 0.01, 0.02, 0.05, 0.1)
             ],
         }
-    weights = RESTORATION_TV if case in ("inpaint-70", "sr-4x") else (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+    weights = (
+        RESTORATION_TV if case in ("inpaint-70", "sr-4x") else (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+    )
     tv = [
         (
             f"weight={w}",

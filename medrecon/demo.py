@@ -4,10 +4,12 @@ metrics table (Markdown and JSON).
 
 The sample is the slab of the MNI152 template held out of the `brain-1mm` prior's training
 (`medrecon.samples.brain_sample`), at the template's own 1 mm grid (233 x 197 pixels per slice);
-the demo takes its middle `DEMO_SLICES` slices (the benchmark, `benchmarks/quality.py`, all 16).
+the demo takes its middle `DEMO_SLICES` slices (`benchmarks/quality.py --slices N` any number).
 Cases: 8-coil MRI at 4x and 8x, 8x of a complex image (smooth background phase), sparse-view CT
-(8 views), limited-angle CT (90 degrees), blind deblurring of a motion blur. Hyperparameters of
-every method (the baselines' TV weights included) were tuned once on this sample and are fixed here.
+(8 views), limited-angle CT (90 degrees), inpainting (70% of the pixels missing), 4x
+super-resolution, blind deblurring of a motion blur. Hyperparameters of every method (the
+baselines' TV weights and iteration counts included) were tuned on the validation slab, never on
+this sample (`TUNED`, `benchmarks/tune.py`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from medrecon.plugin import PluginHost
 
 BRAIN_PRIOR = {"name": "diffusion", "weights": "brain-1mm", "slice_batch": 8}
 #: slices of the sample the demo reconstructs (its middle ones), to stay within minutes on a CPU
-DEMO_SLICES = 4
+DEMO_SLICES = 2
 
 
 @dataclass(frozen=True)

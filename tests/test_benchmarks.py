@@ -87,3 +87,12 @@ def test_quality_benchmark_reports_seeds_and_the_diffusion_gain(tmp_path):
         dds["psnr_db"] - tv["psnr_db"]
     )
     assert fbp["psnr_db"] < tv["psnr_db"]
+
+
+def test_restoration_benchmark_rows_are_finite_for_every_sampler(tmp_path):
+    args = ["--quick", "--sample", "2.8mm", "--weights", "brain-axial", "--slices", "1", "--sampler", "pigdm"]
+    rows = _run("restoration", *args, "--sampler", "mmps", tmp_path=tmp_path)
+    methods = {(r["case"], r["method"]) for r in rows}
+    assert ("inpaint-70", "mean fill") in methods and ("sr-4x", "bicubic") in methods
+    assert ("inpaint-70", "mmps (10 steps)") in methods and len(rows) == 8
+    assert all(r["finite"] and r["PSNR dB"] > 10 for r in rows)
