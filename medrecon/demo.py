@@ -34,7 +34,7 @@ from medrecon.plugin import PluginHost
 
 BRAIN_PRIOR = {"name": "diffusion", "weights": "brain-1mm", "slice_batch": 8}
 #: slices of the sample the demo reconstructs (its middle ones), to stay within minutes on a CPU
-DEMO_SLICES = 2
+DEMO_SLICES = 1
 
 
 @dataclass(frozen=True)
