@@ -84,8 +84,8 @@ def test_quality_benchmark_reports_seeds_and_the_diffusion_gain(tmp_path):
         assert r["seeds"] == 2 and r["psnr_std"] >= 0 and r["in_training"] is False
     fbp, tv, dds = rows
     assert dds["best_baseline"] == "ADMM-TV" and dds["gain_db"] == pytest.approx(
-        dds["psnr_db"] - tv["psnr_db"]
-    )
+        dds["psnr_db"] - tv["psnr_db"], abs=0.011
+    )  # each figure rounded to 0.01 dB on its own
     assert fbp["psnr_db"] < tv["psnr_db"]
 
 
