@@ -32,18 +32,16 @@ from medrecon.demo import (
     markdown_table,
     mean_fill,
     middle_slices,
+    select_cases,
 )
 from medrecon.metrics import psnr, ssim
 from medrecon.samples import brain_sample
 
+#: the demo's restoration cases (their operator, noise and crop come from `medrecon.demo`): baseline
+#: name, baseline, key of ADMM-TV's tuned weight
 CASES = {
-    "inpaint-70": (
-        {"name": "inpainting", "missing": 0.7, "seed": 1},
-        "mean fill",
-        mean_fill,
-        "admm-tv-inpaint",
-    ),
-    "sr-4x": ({"name": "downsample", "factor": 4}, "bicubic", bicubic_upsampling, "admm-tv-sr"),
+    "inpaint-70": ("mean fill", mean_fill, "admm-tv-inpaint"),
+    "sr-4x": ("bicubic", bicubic_upsampling, "admm-tv-sr"),
 }
 #: each sampler's steps here; --sampler picks some (default: all but mcg, whose 200 gradient steps
 #: cost as much as DPS's)
@@ -73,9 +71,11 @@ def main() -> None:
     prior = {"name": "diffusion", "weights": args.weights}
     rows = []
     for case in args.case or list(CASES):
-        operator, fill_name, fill, tv_key = CASES[case]
-        truth, grid = crop_to_multiple(volume, affine, 4) if case == "sr-4x" else (volume, affine)
-        m = medrecon.simulate(truth, operator, noise_std=0.01, seed=0, affine=grid)
+        fill_name, fill, tv_key = CASES[case]
+        [demo_case] = select_cases([case], args.quick)
+        crop = demo_case.multiple
+        truth, grid = crop_to_multiple(volume, affine, crop) if crop else (volume, affine)
+        m = medrecon.simulate(truth, demo_case.operator, noise_std=demo_case.noise_std, seed=0, affine=grid)
         methods = [
             (fill_name, None, fill),
             (
