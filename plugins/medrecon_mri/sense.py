@@ -111,6 +111,7 @@ class MultiCoilMRI(Operator):
         self.register_buffer("coil_maps", maps.contiguous())
         self.range_shape = tuple(maps.shape)
         self._fold_centering()
+        self._gram_setup()
         if measurement is not None:
             self.check_range(measurement)
 
@@ -170,6 +171,36 @@ class MultiCoilMRI(Operator):
                 image[at_x] += coil_images.mul_(self._maps_fft[at_k].conj()).sum(dim=-3)
         out = out.reshape(*y.shape[: y.ndim - len(self.range_shape)], *self.domain_shape)
         return out if self.domain_dtype.is_complex else out.real
+
+    def gram(self, x: torch.Tensor) -> torch.Tensor:
+        """A^H A x = sum_c S_c^* F^H |M|^2 F S_c x in one pass per cache-sized part, without the
+        whole k-space in between (the CG steps of DDS and DiffusionMBIR apply it several times per
+        network evaluation). F^H diag(w) F is circulant, so the centering shifts cancel (any size)
+        and, where the mask is the same along the readout H (line masks), the FFT along H cancels
+        too: only the phase-encode axes are transformed."""
+        if _recording(x):
+            return self.adjoint(self.forward(x))
+        items = x.reshape(-1, *self.domain_shape)
+        out = torch.zeros(items.shape[0], *self.domain_shape, dtype=torch.complex64, device=x.device)
+        weight, dims = self._gram_weight, self._gram_dims
+        for item, image in zip(items, out, strict=True):
+            for at_x, at_k, at_mask in self._parts(x.device):
+                maps = self.coil_maps[at_k]
+                k = torch.fft.fftn(item[at_x].unsqueeze(-3) * maps, dim=dims, norm="ortho")
+                coil_images = torch.fft.ifftn(k.mul_(weight[at_mask]), dim=dims, norm="ortho")
+                image[at_x] += coil_images.mul_(maps.conj()).sum(dim=-3)
+        out = out.reshape(x.shape)
+        return out if self.domain_dtype.is_complex else out.real
+
+    def _gram_setup(self) -> None:
+        """|M|^2 in uncentered FFT order, and the FFT axes the Gram operator needs."""
+        weight = self._mask**2
+        dims = self._fft_dims
+        if bool((weight == weight[..., :1, :]).all()):  # the readout H is fully sampled
+            weight, dims = weight[..., :1, :], tuple(d for d in dims if d != -2)
+        weight = torch.fft.ifftshift(weight, dim=dims)
+        self._gram_dims = dims
+        self.register_buffer("_gram_weight", weight.contiguous(), persistent=False)
 
     def _parts(self, device: torch.device) -> list[tuple]:
         """Index triples (image, k-space, mask) splitting one application into cache-sized parts:

@@ -461,6 +461,7 @@ class DDS(DiffusionSampler):
         self.state = TVSplitState()
         needs_norm = self.tv_z or self.gamma
         self.norm2 = operator_norm(problem.operator, iterations=20) ** 2 if needs_norm else 1.0
+        self.aty = problem.operator.adjoint(problem.y)  # the same at every step
 
     def step(self, refined, eps, a_t, a_prev, noise) -> torch.Tensor:
         """From the refined x0 to x_{t-1}, by the paper's rule or DDIM's."""
@@ -473,7 +474,7 @@ class DDS(DiffusionSampler):
         op = problem.operator
         x0 = prior.predict_x0(x_t, t)
         eps = noise_of(x_t, x0, a_t)
-        aty = op.adjoint(problem.y)
+        aty = self.aty
         if self.tv_z:
             refined = admm_tv_step(
                 op.gram,
@@ -533,16 +534,18 @@ class DiffusionMBIR(DiffusionSampler):
             raise InputError("diffusion-mbir needs a volume (D, H, W): its TV along z couples slices")
         self.state = TVSplitState()
         self.norm2 = operator_norm(problem.operator, iterations=20) ** 2
+        self.aty = problem.operator.adjoint(problem.y)
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op = problem.operator
         x0 = prior.predict_x0(x_t, t)
         eps = noise_of(x_t, x0, a_t)
         x_prev = ddim_step(x0, eps, a_t, a_prev, 1.0, noise)
-        y_prev = a_prev.sqrt() * problem.y + (1 - a_prev).sqrt() * op(self.fresh_noise(x_prev))
+        # A^H y_{t-1} for y_{t-1} = sqrt(a_{t-1}) y + sqrt(1 - a_{t-1}) A z, as one Gram application
+        aty_prev = a_prev.sqrt() * self.aty + (1 - a_prev).sqrt() * op.gram(self.fresh_noise(x_prev))
         x_prev = admm_tv_step(
             op.gram,
-            op.adjoint(y_prev),
+            aty_prev,
             x_prev,
             self.state,
             weight=self.tv_z * self.norm2,

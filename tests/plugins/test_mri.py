@@ -197,3 +197,27 @@ def test_a_batch_gives_what_each_item_gives(kwargs, monkeypatch):
     monkeypatch.setattr(sense, "CPU_PART_BYTES", 2**40)  # one part: the same numbers
     torch.testing.assert_close(op(x), y)
     torch.testing.assert_close(op.adjoint(y), back)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kwargs"),
+    [
+        ((4, 64, 48), {}),  # line mask: only the phase-encode FFT
+        ((3, 31, 27), {"complex_image": True}),  # odd sizes
+        ((3, 32, 32), {"mask_type": "poisson"}),  # 2D-undersampled: both FFT axes
+        ((4, 32, 30), {"vary_per_slice": True, "complex_image": True}),
+        ((6, 24, 20), {"sampling": "3d", "mask_type": "poisson"}),
+        ((31, 29), {}),
+    ],
+)
+def test_fast_gram_is_adjoint_of_forward(shape, kwargs):
+    # The CG steps of DDS and DiffusionMBIR use A^H A in one pass (fewer FFT axes where the readout
+    # is fully sampled); it must be the same operator as the two applications, batched or not.
+    op = MultiCoilMRI(shape, coils=4, acceleration=4, **kwargs)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)).to(op.domain_dtype)
+    with torch.no_grad():
+        reference = op.adjoint(op.forward(x))
+        fast = op.gram(x)
+    assert fast.shape == reference.shape and fast.dtype == reference.dtype
+    assert torch.allclose(fast, reference, atol=1e-5 * float(reference.abs().max()))
+    assert torch.allclose(op.gram(x[0]), reference[0], atol=1e-5 * float(reference.abs().max()))
