@@ -32,7 +32,7 @@ from medrecon.errors import (
     PluginError,
     RecipeError,
 )
-from medrecon.io import Measurement, Volume, load_bundle, load_nifti, save_bundle, save_nifti
+from medrecon.io import Measurement, Volume, load_bundle, load_nifti, save_bundle, save_nifti, undersample
 from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
 from medrecon.params import CONTEXT_PARAMETERS
 from medrecon.plugin import PluginHost, default_host, hookimpl
@@ -107,4 +107,5 @@ __all__ = [
     "save_bundle",
     "save_nifti",
     "simulate",
+    "undersample",
 ]

@@ -201,15 +201,18 @@ def reconstruct_steps(
         )
     dev = resolve_device(device)
     y = torch.as_tensor(measurement.y).to(dev)
-    truth = measurement.ground_truth
-    shape = None if "shape" in op_params or truth is None else truth.shape
+    truth, crop = measurement.ground_truth, measurement.crop
+    shape = None if "shape" in op_params or truth is None or crop else truth.shape
     operator = build_operator(
         recipe.operator, shape=shape, arrays=measurement.arrays, measurement=y, host=host
     ).to(dev)
-    if truth is not None and tuple(truth.shape) != tuple(operator.domain_shape):
+    image_shape = tuple(operator.domain_shape)
+    if crop:
+        image_shape = (*image_shape[:-2], *(min(c, n) for c, n in zip(crop, image_shape[-2:], strict=True)))
+    if truth is not None and tuple(truth.shape) != image_shape:
         raise InputError(
             f"the measurement's ground_truth has shape {tuple(truth.shape)}, but its operator's images "
-            f"are {tuple(operator.domain_shape)}: the ground truth does not belong to this measurement"
+            f"are {image_shape}: the ground truth does not belong to this measurement"
         )
     prior: Prior | None = build_component("prior", recipe.prior, host)
     if isinstance(prior, torch.nn.Module):
@@ -247,9 +250,40 @@ def reconstruct_steps(
         versions=versions(host, recipe),
     )
     result.info.setdefault("nfe", 0)
+    if crop:
+        result = crop_reconstruction(result, crop)
+        result.info["crop"] = f"centre-cropped to {crop[0]} x {crop[1]} (the file's recon matrix)"
+    if "undersampled" in measurement.attrs:  # retrospectively, by medrecon.undersample
+        result.info["undersampled"] = measurement.attrs["undersampled"]
+    if noise_std is None and "noise_std_source" in measurement.attrs:
+        result.info["noise_std_source"] = measurement.attrs["noise_std_source"]
+    if truth is not None:
+        from medrecon.metrics import fastmri_metrics, psnr, ssim
+
+        image = result.image.detach().cpu().numpy()
+        scores = {"psnr_db": round(psnr(truth, image), 3), "ssim": round(ssim(truth, image), 4)}
+        result.info["metrics"] = scores
+        if "fastmri" in measurement.attrs:  # the dataset's own convention too
+            result.info["metrics_fastmri"] = fastmri_metrics(truth, image)
     if warnings:
         result.info["warnings"] = [*result.info.get("warnings", []), *warnings]
     return result
+
+
+def crop_reconstruction(result: Reconstruction, crop: tuple[int, int]) -> Reconstruction:
+    """The image, std map and samples centre-cropped in plane to `crop` (fastMRI's convention)."""
+    from medrecon.io.fastmri import centre_crop
+
+    def cut(value):
+        return None if value is None else centre_crop(value, crop).contiguous()
+
+    return Reconstruction(
+        cut(result.image),
+        std=cut(result.std),
+        samples=cut(result.samples),
+        extras=dict(result.extras),
+        info=result.info,
+    )
 
 
 def check_finite(value: torch.Tensor, sampler: str, where: str) -> None:

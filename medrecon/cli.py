@@ -244,7 +244,20 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
 @click.option("--sampler", "sampler_name", help="Sampler name (overrides the recipe's).")
 @click.option("--prior", "prior_name", help="Prior name (overrides the recipe's).")
 @click.option("-p", "--param", "params", multiple=True, help="section.key=value, e.g. sampler.steps=50")
-@click.option("--noise-std", type=float, default=None, help="Override the bundle's noise level.")
+@click.option(
+    "--noise-std",
+    type=float,
+    default=None,
+    help="Override the bundle's noise level (a fastMRI file's is estimated from its k-space periphery).",
+)
+@click.option(
+    "--undersample",
+    type=float,
+    default=None,
+    metavar="ACCEL",
+    help="Retrospectively undersample fully sampled k-space (mri-multicoil) with fastMRI's equispaced "
+    "line mask at this acceleration (centre fraction 0.32 / ACCEL).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -253,7 +266,19 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
 )
 @click.pass_context
 def reconstruct(
-    ctx, bundle, out, recipe, sampler_name, prior_name, params, noise_std, seed, device, quiet, overwrite
+    ctx,
+    bundle,
+    out,
+    recipe,
+    sampler_name,
+    prior_name,
+    params,
+    noise_std,
+    undersample,
+    seed,
+    device,
+    quiet,
+    overwrite,
 ) -> None:
     """Reconstruct a measurement BUNDLE (or fastMRI .h5) and write a NIfTI with a JSON sidecar."""
     from medrecon.api import reconstruct as run_reconstruction
@@ -262,6 +287,10 @@ def reconstruct(
     from medrecon.recipe import Recipe
 
     measurement = load_bundle(bundle)
+    if undersample is not None:
+        from medrecon.io.fastmri import undersample as retrospective
+
+        measurement = retrospective(measurement, undersample)
     # the image (and a std map) in float32, uncompressed: an upper bound of what will be written
     check_output_set(out, [bundle, recipe], overwrite=overwrite, expected_bytes=2 * measurement.y.size * 4)
     rec = Recipe.load(recipe)

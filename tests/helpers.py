@@ -132,3 +132,101 @@ class ToyPlugin:
     def medrecon_samplers(self):
         yield medrecon.SamplerSpec(name="needs-diffusion", factory=NeedsDiffusion, summary="test")
         yield medrecon.SamplerSpec(name="needs-svd", factory=NeedsSVD, summary="test")
+
+
+ISMRMRD_HEADER = """<?xml version="1.0" encoding="utf-8"?>
+<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <studyInformation><studyTime>00:00:00</studyTime></studyInformation>
+  <acquisitionSystemInformation>
+    <systemVendor>SIEMENS</systemVendor><systemFieldStrength_T>2.89362</systemFieldStrength_T>
+    <receiverChannels>{coils}</receiverChannels>
+  </acquisitionSystemInformation>
+  <experimentalConditions><H1resonanceFrequency_Hz>123251815</H1resonanceFrequency_Hz></experimentalConditions>
+  <encoding>
+    <encodedSpace>
+      <matrixSize><x>{ex}</x><y>{ey}</y><z>1</z></matrixSize>
+      <fieldOfView_mm><x>{efx}</x><y>{efy}</y><z>{thick}</z></fieldOfView_mm>
+    </encodedSpace>
+    <reconSpace>
+      <matrixSize><x>{rx}</x><y>{ry}</y><z>1</z></matrixSize>
+      <fieldOfView_mm><x>{rfx}</x><y>{rfy}</y><z>{thick}</z></fieldOfView_mm>
+    </reconSpace>
+    <trajectory>cartesian</trajectory>
+    <encodingLimits>
+      <kspace_encoding_step_1><minimum>0</minimum><maximum>{ey1}</maximum><center>{eyc}</center></kspace_encoding_step_1>
+    </encodingLimits>
+  </encoding>
+</ismrmrdHeader>
+"""
+
+
+def write_fastmri_file(
+    path,
+    *,
+    slices: int = 2,
+    coils: int = 4,
+    encoded: tuple[int, int] = (640, 368),
+    recon: tuple[int, int] = (320, 320),
+    pixel_mm: float = 0.6875,
+    thickness_mm: float = 5.0,
+    noise_std: float = 0.0,
+    seed: int = 0,
+):
+    """A file with the layout of a fastMRI multi-coil training file: `kspace` complex64 (slices,
+    coils, readout, phase encode) on the encoded grid (readout twice oversampled), fully sampled,
+    of a complex brain image (the shipped 1 mm sample resampled to `pixel_mm`, smooth phase)
+    inside the recon field of view; `reconstruction_rss` made as the dataset makes it (coil
+    images by centered orthonormal inverse FFT, root sum of squares, centre crop to the recon
+    matrix); an ISMRMRD XML header; the dataset's file attributes. Returns the complex image on
+    the encoded grid."""
+    import h5py
+    import numpy as np
+    from scipy.ndimage import zoom
+
+    from medrecon.numerics import ifftnc
+    from medrecon.samples import brain_sample, smooth_phase
+
+    volume, _ = brain_sample("1mm")
+    middle = volume.shape[0] // 2
+    brain = volume[middle - slices // 2 : middle - slices // 2 + slices]
+    # resampled to the file's pixel size (smoothly: anatomy has no pixel edges), inside the recon FOV
+    brain = zoom(brain, (1, 1 / pixel_mm, 1 / pixel_mm), order=3, grid_mode=True, mode="grid-constant").clip(
+        0, None
+    )
+    from medrecon.io.fastmri import centre_crop
+
+    brain = centre_crop(brain, recon)
+    image = np.zeros((slices, *encoded), np.float32)
+    top, left = (encoded[0] - brain.shape[1]) // 2, (encoded[1] - brain.shape[2]) // 2
+    image[:, top : top + brain.shape[1], left : left + brain.shape[2]] = brain
+    image = image * np.exp(1j * smooth_phase(image.shape, seed)).astype(np.complex64)
+    op = {"name": "mri-multicoil", "coils": coils, "acceleration": 1, "complex_image": True}
+    m = medrecon.simulate(image, op, noise_std=noise_std, seed=seed)
+    kspace = m.y.astype(np.complex64)
+    coil_images = ifftnc(torch.as_tensor(kspace), (-2, -1)).numpy()
+    rss = np.sqrt((np.abs(coil_images) ** 2).sum(axis=1))
+    r0, c0 = (encoded[0] - recon[0]) // 2, (encoded[1] - recon[1]) // 2
+    rss = rss[:, r0 : r0 + recon[0], c0 : c0 + recon[1]].astype(np.float32)
+    header = ISMRMRD_HEADER.format(
+        coils=coils,
+        ex=encoded[0],
+        ey=encoded[1],
+        efx=encoded[0] * pixel_mm,
+        efy=encoded[1] * pixel_mm,
+        rx=recon[0],
+        ry=recon[1],
+        rfx=recon[0] * pixel_mm,
+        rfy=recon[1] * pixel_mm,
+        thick=thickness_mm,
+        ey1=encoded[1] - 1,
+        eyc=encoded[1] // 2,
+    )
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=kspace)
+        f.create_dataset("reconstruction_rss", data=rss)
+        f.create_dataset("ismrmrd_header", data=header.encode())
+        f.attrs["acquisition"] = "AXT2"
+        f.attrs["max"] = float(rss.max())
+        f.attrs["norm"] = float(np.linalg.norm(rss))
+        f.attrs["patient_id"] = "synthetic"
+    return image

@@ -184,3 +184,50 @@ def test_demo_refuses_a_bad_device_and_a_used_folder_before_writing(tmp_path):
         and "is not empty (1 files); choose a new folder or give --overwrite" in result.output
     )
     assert (tmp_path / "used" / "metrics.md").read_text() == "an earlier run"
+
+
+def _params_as_number(f):
+    f["operator"].attrs["params"] = np.int64(3)
+
+
+def _params_not_json(f):
+    f["operator"].attrs["params"] = "coils=8"
+
+
+def _noise_as_text(f):
+    f.attrs["noise_std"] = "low"
+
+
+def _y_as_group(f):
+    del f["y"]
+    f.create_group("y")
+
+
+def _array_as_group(f):
+    del f["operator/mask"]
+    f["operator"].create_group("mask")
+
+
+def _attr_not_json(f):
+    f.attrs["simulation"] = "{seed: 3"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_params_as_number, "operator attribute 'params' must be JSON text"),
+        (_params_not_json, "operator attribute 'params' is not valid JSON"),
+        (_noise_as_text, "attribute 'noise_std' must be a number"),
+        (_y_as_group, "'y' must be a numeric dataset, but it is an HDF5 group"),
+        (_array_as_group, "operator array 'mask' must be a numeric dataset"),
+        (_attr_not_json, "attribute 'simulation' is not valid JSON"),
+    ],
+    ids=["params-number", "params-not-json", "noise-text", "y-group", "array-group", "attr-not-json"],
+)
+def test_bundles_written_by_other_tools_get_clear_errors(bundle, tmp_path, damage, message):
+    with h5py.File(bundle, "r+") as f:
+        damage(f)
+    result = run("reconstruct", bundle, "-o", tmp_path / "r.nii.gz", "--sampler", "cg")
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "m.h5" in result.output
+    assert only(tmp_path, "m.h5")

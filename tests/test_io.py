@@ -133,7 +133,8 @@ def test_fastmri_multicoil_kspace_is_read(tmp_path, mri_measurement):
         f.create_dataset("kspace", data=mri_measurement.y)
         f.attrs["acquisition"] = "AXT2"
     m = load_bundle(path)
-    assert m.operator.name == "mri-multicoil" and m.noise_std is None
+    assert m.operator.name == "mri-multicoil" and m.noise_std > 0  # estimated: none is stored
+    assert "k-space periphery" in m.attrs["noise_std_source"]
     assert m.y.shape == mri_measurement.y.shape and m.y.dtype == np.complex64
     np.testing.assert_array_equal(m.arrays["mask"], mri_measurement.arrays["mask"])
     assert m.attrs["fastmri"]["acquisition"] == "AXT2"
@@ -149,8 +150,8 @@ def test_fastmri_kspace_reconstructs_with_espirit_maps(tmp_path, phantom, host):
     with h5py.File(path, "w") as f:
         f.create_dataset("kspace", data=m.y)
     fm = load_bundle(path)
-    with pytest.raises(InputError, match="noise level is unknown"):
-        medrecon.reconstruct({"sampler": {"name": "cg"}}, fm, host=host)
+    estimated = medrecon.reconstruct({"sampler": {"name": "adjoint"}}, fm, host=host)
+    assert "k-space periphery" in estimated.info["noise_std_source"]  # said where it came from
     recipe = {"operator": {"name": "mri-multicoil", "complex_image": True}, "sampler": {"name": "cg"}}
     espirit = medrecon.reconstruct(recipe, fm, noise_std=0.001, host=host, device="cpu")
     known_maps = medrecon.reconstruct({"sampler": {"name": "cg"}}, m, host=host, device="cpu")
@@ -169,3 +170,24 @@ def test_fastmri_kspace_with_too_few_calibration_lines_gets_a_clear_error(tmp_pa
         InputError, match="ESPIRiT needs at least 8 fully sampled centre lines, the mask has 3"
     ):
         medrecon.reconstruct({"sampler": {"name": "cg"}}, load_bundle(path), noise_std=0.001, host=host)
+
+
+def test_nifti_outputs_carry_their_affine_codes_and_mm_units(tmp_path):
+    affine = np.diag([0.7, 0.7, 5.0, 1.0])
+    affine[:3, 3] = [-10, -20, 3]
+    save_nifti(tmp_path / "new.nii.gz", np.ones((3, 8, 9), np.float32), affine)
+    header = nib.load(tmp_path / "new.nii.gz").header
+    assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 1)  # scanner anatomy
+    assert header.get_xyzt_units()[0] == "mm"
+    assert np.allclose(nib.load(tmp_path / "new.nii.gz").get_qform(), affine)
+    # an input's codes (here MNI space, code 4) carry over to what is written from it
+    mni = nib.Nifti1Image(np.ones((9, 8, 3), np.float32), affine)
+    mni.set_qform(affine, code=4)
+    mni.set_sform(affine, code=4)
+    nib.save(mni, tmp_path / "mni.nii.gz")
+    vol = load_nifti(tmp_path / "mni.nii.gz")
+    save_nifti(tmp_path / "out.nii.gz", vol.data, vol.affine, vol.header)
+    out = nib.load(tmp_path / "out.nii.gz").header
+    assert (int(out["qform_code"]), int(out["sform_code"])) == (4, 4)
+    save_nifti(tmp_path / "none.nii.gz", vol.data)  # no affine known: said so, code 0
+    assert int(nib.load(tmp_path / "none.nii.gz").header["sform_code"]) == 0

@@ -2,12 +2,14 @@
 
 from medrecon.io.atomic import atomic_path, check_output_path, sidecar_path, write_json, write_text
 from medrecon.io.bundle import Measurement, load_bundle, save_bundle
+from medrecon.io.fastmri import centre_crop, undersample
 from medrecon.io.nifti import Volume, is_nifti, load_nifti, save_nifti
 
 __all__ = [
     "Measurement",
     "Volume",
     "atomic_path",
+    "centre_crop",
     "check_output_path",
     "is_nifti",
     "load_bundle",
@@ -15,6 +17,7 @@ __all__ = [
     "save_bundle",
     "save_nifti",
     "sidecar_path",
+    "undersample",
     "write_json",
     "write_text",
 ]

@@ -1,7 +1,8 @@
 """Measurement bundles: one HDF5 file with y, the operator's recipe and arrays, and the noise level.
 
 `medrecon simulate` writes what `medrecon reconstruct` reads. fastMRI multi-coil files (a `kspace`
-dataset of slices x coils x H x W) are read as bundles of the `mri-multicoil` operator.
+dataset of slices x coils x H x W) are read as bundles of the `mri-multicoil` operator
+(`medrecon.io.fastmri`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from medrecon.recipe import ComponentRecipe
 
 FORMAT = "medrecon-bundle"
 FORMAT_VERSION = 1
-FASTMRI_OPERATOR = "mri-multicoil"
 
 
 @dataclass
@@ -35,6 +35,8 @@ class Measurement:
     affine: np.ndarray | None = None
     source: Path | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: in-plane (H, W) the results are centre-cropped to (a fastMRI file's recon matrix), or None
+    crop: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.operator, ComponentRecipe):
@@ -64,6 +66,8 @@ def save_bundle(path: str | Path, m: Measurement, *, inputs: tuple = ()) -> Path
         f.attrs["noise_std"] = np.nan if m.noise_std is None else float(m.noise_std)
         for key, value in m.attrs.items():
             f.attrs[key] = json.dumps(value)
+        if m.crop is not None:
+            f.attrs["crop"] = json.dumps([int(c) for c in m.crop])
         f.create_dataset("y", data=m.y, compression="gzip", compression_opts=1)
         op = f.create_group("operator")
         op.attrs["name"] = m.operator.name
@@ -97,7 +101,9 @@ def load_bundle(path: str | Path) -> Measurement:
 
 def _read_open_bundle(f: h5py.File, path: Path) -> Measurement:
     if "y" not in f and "kspace" in f:
-        return _read_fastmri(f, path)
+        from medrecon.io.fastmri import read_fastmri
+
+        return read_fastmri(f, path)
     if "y" not in f:
         raise InputError(
             f"bundle {path} has no dataset 'y' (the measurement); found {sorted(f.keys())}. "
@@ -109,61 +115,79 @@ def _read_open_bundle(f: h5py.File, path: Path) -> Measurement:
             "write bundles with `medrecon simulate` or medrecon.save_bundle"
         )
     op = f["operator"]
-    try:
-        params = json.loads(op.attrs.get("params", "{}"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"bundle {path}: operator parameters are not valid JSON ({err})") from None
-    noise = float(f.attrs.get("noise_std", np.nan))
+    if not isinstance(op, h5py.Group):
+        raise InputError(f"bundle {path}: 'operator' must be a group (name, params, arrays), got a dataset")
+    params = _json_attr(op.attrs, "params", f"bundle {path}: operator attribute 'params'", default={})
+    if not isinstance(params, dict):
+        raise InputError(
+            f"bundle {path}: operator attribute 'params' must be a JSON object of parameters, "
+            f"got {type(params).__name__}"
+        )
+    noise = _noise_attr(f.attrs.get("noise_std", np.nan), path)
     attrs = {}
-    for key, value in f.attrs.items():
-        if key in ("format", "format_version", "medrecon_version", "noise_std"):
+    for key in f.attrs:
+        if key in ("format", "format_version", "medrecon_version", "noise_std", "crop"):
             continue
-        attrs[key] = json.loads(value)
+        attrs[key] = _json_attr(f.attrs, key, f"bundle {path}: attribute '{key}'")
+    crop = _json_attr(f.attrs, "crop", f"bundle {path}: attribute 'crop'", default=None)
+    if crop is not None and not (
+        isinstance(crop, list) and len(crop) == 2 and all(isinstance(c, int) and c > 0 for c in crop)
+    ):
+        raise InputError(f"bundle {path}: attribute 'crop' must be [H, W] (positive integers), got {crop!r}")
     return Measurement(
-        y=f["y"][()],
-        operator=ComponentRecipe(str(op.attrs["name"]), params),
+        y=_dataset(f, "y", path),
+        operator=ComponentRecipe(str(_plain(op.attrs["name"])), params),
         noise_std=None if np.isnan(noise) else noise,
-        arrays={k: op[k][()] for k in op},
-        ground_truth=f["ground_truth"][()] if "ground_truth" in f else None,
-        affine=f["affine"][()] if "affine" in f else None,
+        arrays={k: _dataset(op, k, path, f"operator array '{k}'") for k in op},
+        ground_truth=_dataset(f, "ground_truth", path) if "ground_truth" in f else None,
+        affine=_dataset(f, "affine", path) if "affine" in f else None,
         source=path,
         attrs=attrs,
+        crop=None if crop is None else tuple(crop),
     )
 
 
-def _read_fastmri(f: h5py.File, path: Path) -> Measurement:
-    kspace = f["kspace"]
-    if kspace.ndim != 4:
+def _dataset(group: h5py.Group, key: str, path: Path, what: str | None = None) -> np.ndarray:
+    """A numeric dataset's values; a group or a text dataset in its place is a clear error."""
+    item = group[key]
+    what = what or f"'{key}'"
+    if not isinstance(item, h5py.Dataset):
+        raise InputError(f"bundle {path}: {what} must be a numeric dataset, but it is an HDF5 group")
+    value = item[()]
+    if np.asarray(value).dtype.kind not in "biufc":
         raise InputError(
-            f"{path}: fastMRI 'kspace' has shape {kspace.shape}; expected slices x coils x H x W "
-            "(single-coil files are not supported)"
+            f"bundle {path}: {what} must be numeric, got {np.asarray(value).dtype} ({_plain(value)!r:.40})"
         )
-    if not np.issubdtype(kspace.dtype, np.complexfloating):
+    return value
+
+
+def _json_attr(attrs, key: str, what: str, default: Any = ...) -> Any:
+    """An attribute that holds JSON text (as medrecon writes them)."""
+    if key not in attrs:
+        if default is ...:
+            raise InputError(f"{what} is missing")
+        return default
+    value = _plain(attrs[key])
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be JSON text (as medrecon.save_bundle writes it), got {value!r:.60}")
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{what} is not valid JSON ({err}): {value!r:.60}") from None
+
+
+def _noise_attr(value: Any, path: Path) -> float:
+    value = _plain(value)
+    try:
+        noise = float(value)
+    except (TypeError, ValueError):
         raise InputError(
-            f"{path}: fastMRI 'kspace' is {kspace.dtype}, real-valued; k-space is complex (complex64): "
-            "this file is not raw k-space"
-        )
-    y = kspace[()].astype(np.complex64)
-    if "mask" in f:  # the test and challenge sets store the column mask
-        cols = np.asarray(f["mask"][()]).astype(bool).reshape(-1)
-    else:
-        cols = np.abs(y).sum(axis=(0, 1, 2)) > 0
-    if cols.shape[0] != y.shape[-1]:
-        raise InputError(f"{path}: mask has {cols.shape[0]} columns but k-space has {y.shape[-1]}")
-    mask = np.broadcast_to(cols[None, :], y.shape[-2:]).astype(np.float32)
-    truth = None
-    if "reconstruction_rss" in f and f["reconstruction_rss"].shape[-2:] == y.shape[-2:]:
-        truth = f["reconstruction_rss"][()].astype(np.float32)
-    return Measurement(
-        y=y,
-        # scanner images have phase: the operator takes complex images
-        operator=ComponentRecipe(FASTMRI_OPERATOR, {"complex_image": True}),
-        noise_std=None,
-        arrays={"mask": mask},
-        ground_truth=truth,
-        source=path,
-        attrs={"fastmri": {k: _plain(v) for k, v in f.attrs.items()}},
-    )
+            f"bundle {path}: attribute 'noise_std' must be a number (the noise level in the units of y, "
+            f"or NaN for unknown), got {value!r:.40}"
+        ) from None
+    if not (np.isnan(noise) or 0 <= noise < np.inf):
+        raise InputError(f"bundle {path}: attribute 'noise_std' must be >= 0 and finite, got {noise}")
+    return noise
 
 
 def _plain(value: Any) -> Any:

@@ -99,16 +99,33 @@ def save_nifti(
         raise InputError(f"can only write 2D or 3D volumes as NIfTI, got shape {data.shape}")
     if np.iscomplexobj(data):
         data = np.abs(data)
+    known = affine is not None
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
         raise InputError(f"affine must be 4x4, got {affine.shape}")
     img = nib.Nifti1Image(data.astype(np.float32).transpose(2, 1, 0), affine, header=header)
     img.set_data_dtype(np.float32)
     img.header.set_slope_inter(None, None)  # data are written as they are: no rescaling on read
+    # The affine is given in both forms, coded as the input's were (scanner anatomy for a new one);
+    # with no affine known, both say so (code 0). Distances are in mm, as medrecon's spacings are.
+    codes = _form_codes(header) if known else (0, 0)
+    img.set_qform(affine, code=codes[0])
+    img.set_sform(affine, code=codes[1])
+    img.header.set_xyzt_units(xyz="mm")
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     _drop_stale_sidecar(path)
     return path
+
+
+def _form_codes(header) -> tuple[int, int]:
+    """(qform_code, sform_code) for a written affine: the input header's where it set them,
+    else 1 (scanner anatomical) for both."""
+    if header is None:
+        return 1, 1
+    q, s = int(header["qform_code"]), int(header["sform_code"])
+    q, s = q or s or 1, s or q or 1
+    return q, s
 
 
 def _drop_stale_sidecar(path: Path) -> None:

@@ -61,10 +61,14 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
         m = load_bundle(p)
         stem = Path(p).name.rsplit(".", 1)[0]
         y = torch.as_tensor(m.y)
-        shape = None if m.ground_truth is None else m.ground_truth.shape
+        shape = None if m.ground_truth is None or m.crop else m.ground_truth.shape
         op = build_operator(m.operator, shape=shape, arrays=m.arrays, measurement=y)
         first = op.fbp(y) if callable(getattr(op, "fbp", None)) else op.adjoint(y)
         first = (first.abs() if first.is_complex() else first).numpy()
+        if m.crop:  # a fastMRI file's recon matrix, where its affine and ground truth live
+            from medrecon.io import centre_crop
+
+            first = np.ascontiguousarray(centre_crop(first, m.crop))
         placed = {} if m.affine is None else {"affine": layer_affine(m.affine)}
         meta = {"medrecon_measurement": m, "source": str(p)}
         how = "fbp" if callable(getattr(op, "fbp", None)) else "adjoint"

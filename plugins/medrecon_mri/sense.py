@@ -72,8 +72,9 @@ class MultiCoilMRI(Operator):
         self.domain_shape = shape
         self.domain_dtype = torch.complex64 if complex_image else torch.float32
         self.range_dtype = torch.complex64
-        self.requested_acceleration = float(acceleration)
         self.mask_type = mask_type if mask is None else "given"
+        # a given mask (a scanner's, a file's) was not made to a requested acceleration
+        self.requested_acceleration = float(acceleration) if mask is None else None
 
         if mask is None:
             mask = _make_mask(shape, mask_type, sampling, acceleration, center_fraction, vary_per_slice, seed)
@@ -87,7 +88,7 @@ class MultiCoilMRI(Operator):
         self.register_buffer("mask", torch.from_numpy(np.ascontiguousarray(mask)))
         self.realised_acceleration = float(mask.size / max(mask.sum(), 1))
         self.acceleration_note = None
-        gap = self.realised_acceleration / self.requested_acceleration - 1
+        gap = self.realised_acceleration / (self.requested_acceleration or self.realised_acceleration) - 1
         if self.mask_type != "given" and abs(gap) > 0.05:
             self.acceleration_note = (
                 f"acceleration {self.requested_acceleration:g} was asked for, "
@@ -227,7 +228,11 @@ class MultiCoilMRI(Operator):
         return {
             "sampling": self.sampling,
             "mask_type": self.mask_type,
-            "acceleration_requested": self.requested_acceleration,
+            **(
+                {"acceleration_requested": self.requested_acceleration}
+                if self.requested_acceleration is not None
+                else {}
+            ),
             "acceleration_realised": round(self.realised_acceleration, 4),
             "coils": int(self.coil_maps.shape[-3]),
             "coil_maps": self.coil_source,

@@ -221,3 +221,11 @@ def test_fast_gram_is_adjoint_of_forward(shape, kwargs):
     assert fast.shape == reference.shape and fast.dtype == reference.dtype
     assert torch.allclose(fast, reference, atol=1e-5 * float(reference.abs().max()))
     assert torch.allclose(op.gram(x[0]), reference[0], atol=1e-5 * float(reference.abs().max()))
+
+
+def test_a_given_mask_claims_no_requested_acceleration():
+    # A file's own mask (fully sampled here) was made to no requested acceleration: the sidecar
+    # says what is realised only (it once claimed the 4x default of generated masks).
+    op = MultiCoilMRI((2, 16, 16), coils=2, mask=np.ones((16, 16), np.float32))
+    described = op.describe()
+    assert "acceleration_requested" not in described and described["acceleration_realised"] == 1.0
