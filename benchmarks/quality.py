@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--json PATH] [--volume held-out|template|FILE.nii.gz]
                                  [--case NAME ...] [--seeds N] [--slices N] [--device auto|cpu|cuda]
-                                 [--quick]
+                                 [--quick] [--posterior-mean K]
 
 Runs every case of `medrecon demo` (same operators, noise, methods and hyperparameters) for
 `--seeds` seeds (each seed draws new measurement noise, coil maps stay, and new sampler noise) and
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,17 @@ def gains(rows: list[dict], diffusion: dict[str, set[str]]) -> list[dict]:
     return out
 
 
+def with_posterior_mean(case, k: int):
+    """The case with, after each diffusion method, the same recipe as the mean of k samples."""
+    methods = []
+    for method in case.methods:
+        methods.append(method)
+        if method.diffusion and method.recipe is not None:
+            recipe = {**method.recipe, "sampler": {**method.recipe["sampler"], "samples": k}}
+            methods.append(replace(method, label=f"{method.label}, mean of {k}", recipe=recipe))
+    return replace(case, methods=tuple(methods))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,6 +124,13 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=None, help="keep the middle N slices")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="the demo's quick settings (smoke test)")
+    parser.add_argument(
+        "--posterior-mean",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run each DDS recipe as the mean of K samples (`samples = K`, K times the work)",
+    )
     args = parser.parse_args()
 
     truth, affine, description, seen = load_volume(args.volume)
@@ -119,6 +138,8 @@ def main() -> None:
         truth, affine = middle_slices(truth, affine, 2 if args.quick else args.slices)
         description += f", middle {len(truth)} slices"
     cases = select_cases(args.case, args.quick)
+    if args.posterior_mean > 1:
+        cases = [with_posterior_mean(case, args.posterior_mean) for case in cases]
     per_seed = []
     for seed in range(args.seeds):
         rows = []

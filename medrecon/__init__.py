@@ -32,7 +32,16 @@ from medrecon.errors import (
     PluginError,
     RecipeError,
 )
-from medrecon.io import Measurement, Volume, load_bundle, load_nifti, save_bundle, save_nifti, undersample
+from medrecon.io import (
+    Measurement,
+    Volume,
+    load_bundle,
+    load_nifti,
+    load_volume,
+    save_bundle,
+    save_nifti,
+    undersample,
+)
 from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
 from medrecon.params import CONTEXT_PARAMETERS
 from medrecon.plugin import PluginHost, default_host, hookimpl
@@ -99,6 +108,7 @@ __all__ = [
     "hookimpl",
     "load_bundle",
     "load_nifti",
+    "load_volume",
     "operator_norm",
     "parse_value",
     "reconstruct",

@@ -29,6 +29,7 @@ from medrecon.contracts import (
 from medrecon.device import resolve_device
 from medrecon.errors import InputError, NumericalError, RecipeError
 from medrecon.io.bundle import Measurement
+from medrecon.io.nifti import Volume
 from medrecon.params import CONTEXT_PARAMETERS, coerce_params, parameters_of
 from medrecon.plugin import PluginHost, default_host
 from medrecon.recipe import ComponentRecipe, Recipe
@@ -75,7 +76,7 @@ def build_component(section: str, recipe: ComponentRecipe | None, host: PluginHo
 
 
 def simulate(
-    volume: np.ndarray | torch.Tensor,
+    volume: np.ndarray | torch.Tensor | Volume | str | Path,
     operator: ComponentRecipe | Mapping[str, Any] | str,
     *,
     noise_std: float,
@@ -86,7 +87,8 @@ def simulate(
     phase: str = "none",
     host: PluginHost | None = None,
 ) -> Measurement:
-    """Simulate a measurement of `volume` ((D, H, W) or (H, W)) with the named operator.
+    """Simulate a measurement of `volume` ((D, H, W) or (H, W); or a `Volume`, or the path of a
+    NIfTI, DICOM series, NRRD or MetaImage volume, whose affine is kept) with the named operator.
 
     `phase = "smooth"` turns the (magnitude) volume into a complex image with a smooth background
     phase, as real MR images have (seeded by `seed`); the operator must then take complex images
@@ -96,6 +98,13 @@ def simulate(
     op_recipe = Recipe(operator=op_recipe).validate(host).operator
     if phase not in ("none", "smooth"):
         raise InputError(f"phase must be 'none' or 'smooth', got {phase!r}")
+    if isinstance(volume, (str, Path)):  # a file or DICOM folder, placed by its own affine
+        from medrecon.io import load_volume
+
+        loaded = load_volume(volume)
+        volume, affine = loaded.data, loaded.affine if affine is None else affine
+    elif isinstance(volume, Volume):
+        volume, affine = volume.data, volume.affine if affine is None else affine
     x = _as_image(volume)
     if phase == "smooth":
         from medrecon.samples import smooth_phase

@@ -201,9 +201,10 @@ def sample(name: str, out: Path, slices: int | None, overwrite: bool) -> None:
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.pass_context
 def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, device) -> None:
-    """Simulate a measurement of a NIfTI VOLUME and write it as a bundle."""
+    """Simulate a measurement of a VOLUME (NIfTI, DICOM series folder, NRRD, MetaImage) and write
+    it as a bundle."""
     from medrecon.api import simulate as simulate_measurement
-    from medrecon.io import check_output_path, load_nifti, save_bundle
+    from medrecon.io import check_output_path, load_volume, save_bundle
     from medrecon.recipe import Recipe
 
     check_output_path(out, [volume, recipe])
@@ -220,7 +221,7 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     if rec.prior or rec.sampler:
         raise RecipeError("simulate takes an operator only; give [prior] and [sampler] to reconstruct")
     op = rec.operator
-    vol = load_nifti(volume)
+    vol = load_volume(volume)
     m = simulate_measurement(
         vol.data,
         op,

@@ -31,7 +31,11 @@ def case_figure(
     std: np.ndarray | None = None,
     kernels: list[tuple[str, np.ndarray]] = (),
 ) -> Path:
-    """Ground truth | measurement | each reconstruction | |error| of `error_of` | std | kernels."""
+    """Ground truth | measurement | each reconstruction | |error| of `error_of` | std | kernels.
+
+    Slices of RAS volumes ((D, H, W) = (S, A, R) indices) are drawn with anterior up and the
+    patient's right on the right (neurological convention, said in the caption); the error panel
+    has a colour bar in the image's units."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,22 +43,34 @@ def case_figure(
 
     middle = truth.shape[0] // 2
     lo, hi = float(truth.min()), float(truth.max())
-    images = [("ground truth", truth[middle], "gray", (lo, hi))]
-    images.append((measurement[1], measurement[0], "gray", None))
-    images += [(label, image[middle], "gray", (lo, hi)) for label, image in panels]
+    # (label, image, colour map, limits, anatomy: drawn upright)
+    images = [("ground truth", truth[middle], "gray", (lo, hi), True)]
+    images.append((measurement[1], measurement[0], "gray", None, False))
+    images += [(label, image[middle], "gray", (lo, hi), True) for label, image in panels]
     error = np.abs(error_of[1][middle] - truth[middle])
-    images.append((f"|error| {error_of[0]}", error, "magma", (0.0, (hi - lo) * 0.25)))
+    error_label = f"|error| {error_of[0]}"
+    images.append((error_label, error, "magma", (0.0, (hi - lo) * 0.25), True))
     if std is not None:
-        images.append(("posterior std", std[middle], "viridis", None))
-    images += [(label, kernel, "gray", None) for label, kernel in kernels]
-    fig, axes = plt.subplots(1, len(images), figsize=(2.3 * len(images), 2.7), squeeze=False)
-    for ax, (label, image, cmap, limits) in zip(axes[0], images, strict=True):
+        images.append(("posterior std", std[middle], "viridis", None, True))
+    images += [(label, kernel, "gray", None, False) for label, kernel in kernels]
+    fig, axes = plt.subplots(1, len(images), figsize=(2.3 * len(images), 2.8), squeeze=False)
+    for ax, (label, image, cmap, limits, anatomy) in zip(axes[0], images, strict=True):
         vmin, vmax = limits if limits else (None, None)
-        ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto" if label.startswith("sino") else None)
+        shown = ax.imshow(
+            image,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            origin="lower" if anatomy else "upper",  # row index = anterior: anterior up
+            aspect="auto" if label.startswith("sino") else None,
+        )
+        if label == error_label:
+            bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+            bar.ax.tick_params(labelsize=6)
         ax.set_title(label, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{title} (slice {middle})", fontsize=10)
+    fig.suptitle(f"{title} (slice {middle}; anterior up, patient's right on the right)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

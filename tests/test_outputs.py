@@ -205,3 +205,22 @@ def test_ctrl_c_in_demo_says_what_it_wrote_and_which_earlier_files_it_replaced(t
     assert "1 file(s) were written" in result.output
     assert "replacing ground_truth.nii.gz of an earlier run" in result.output
     assert (out / "metrics.md").read_text() == "an earlier run"  # not replaced: not said to be
+
+
+def test_figures_draw_anatomy_upright(tmp_path):
+    """RAS slices have anterior at high row indices: the figure puts it at the top."""
+    import matplotlib.image
+
+    from medrecon.figures import case_figure
+
+    truth = np.zeros((1, 40, 40), np.float32)
+    truth[0, 25:, :] = 1.0  # the anterior part of the slice is bright
+    path = case_figure(
+        tmp_path / "f.png", "t", truth, (np.zeros((8, 8)), "measurement"), [], error_of=("x", truth)
+    )
+    png = matplotlib.image.imread(path)[..., :3].mean(axis=-1)
+    height, width = png.shape
+    panel = png[int(0.2 * height) : int(0.85 * height), int(0.05 * width) : int(0.28 * width)]
+    rows = panel.mean(axis=1)
+    top, bottom = rows[: len(rows) // 3].mean(), rows[-len(rows) // 3 :].mean()
+    assert top > bottom + 0.3

@@ -4,6 +4,7 @@ from medrecon.io.atomic import atomic_path, check_output_path, sidecar_path, wri
 from medrecon.io.bundle import Measurement, load_bundle, save_bundle
 from medrecon.io.fastmri import centre_crop, undersample
 from medrecon.io.nifti import Volume, is_nifti, load_nifti, save_nifti
+from medrecon.io.volumes import load_volume, volume_format
 
 __all__ = [
     "Measurement",
@@ -14,10 +15,12 @@ __all__ = [
     "is_nifti",
     "load_bundle",
     "load_nifti",
+    "load_volume",
     "save_bundle",
     "save_nifti",
     "sidecar_path",
     "undersample",
+    "volume_format",
     "write_json",
     "write_text",
 ]

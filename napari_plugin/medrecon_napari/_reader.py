@@ -1,4 +1,5 @@
-"""Reader: NIfTI files open as image layers placed by their affine, header kept in metadata."""
+"""Reader: volumes (NIfTI, DICOM series, NRRD, MetaImage) open as image layers placed by their
+affine, a NIfTI header kept in metadata; measurement bundles and fastMRI files as measurements."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Callable
 
 
 def get_reader(path: str | list[str]) -> Callable | None:
+    from medrecon.io import volume_format
+
     paths = [path] if isinstance(path, str) else list(path)
-    if paths and all(str(p).endswith((".nii", ".nii.gz")) for p in paths):
-        return read_nifti
+    if paths and all(volume_format(p) is not None for p in paths):
+        return read_nifti  # NIfTI, a DICOM series folder or file, NRRD, MetaImage
     if paths and all(str(p).endswith((".h5", ".hdf5")) and _is_measurement(p) for p in paths):
         return read_bundle
     return None  # someone else's HDF5 (ilastik, BigDataViewer ...): another reader's
@@ -26,14 +29,17 @@ def _is_measurement(path: str) -> bool:
 
 
 def read_nifti(path: str | list[str]) -> list[tuple]:
-    from medrecon.io import load_nifti
+    """Volumes as image layers placed by their (RAS) affine; a NIfTI's header in the metadata."""
+    from medrecon.io import load_volume
     from medrecon_napari._affine import layer_affine
 
     paths = [path] if isinstance(path, str) else list(path)
     layers = []
     for p in paths:
-        vol = load_nifti(p)
+        vol = load_volume(p)
         name = vol.path.name.removesuffix(".gz").removesuffix(".nii")
+        for suffix in (".dcm", ".nrrd", ".nhdr", ".mha", ".mhd"):
+            name = name.removesuffix(suffix)
         meta = {
             "name": name,
             "affine": layer_affine(vol.affine),
