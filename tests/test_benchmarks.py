@@ -96,3 +96,12 @@ def test_restoration_benchmark_rows_are_finite_for_every_sampler(tmp_path):
     assert ("inpaint-70", "mean fill") in methods and ("sr-4x", "bicubic") in methods
     assert ("inpaint-70", "mmps (10 steps)") in methods and len(rows) == 8
     assert all(r["finite"] and r["PSNR dB"] > 10 for r in rows)
+
+
+def test_clinical_ct_benchmark_reports_fbp_and_admm_tv_with_their_memory(tmp_path):
+    rows = _run(
+        "ct_clinical", "--size", "48", "--views", "30", "--iterations", "2", "--cg", "2", tmp_path=tmp_path
+    )
+    assert [r["method"] for r in rows] == ["fbp", "admm-tv (2 x 2 CG)"]
+    for r in rows:
+        assert r["peak_mb"] > 0 and r["projector"] == "matrix" and r["psnr_db"] > 10

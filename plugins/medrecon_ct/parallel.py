@@ -11,6 +11,7 @@ import torch
 from medrecon import InputError, Operator
 from medrecon_ct.fbp import ramp_filter
 from medrecon_ct.joseph import joseph_matrix, transpose_csr
+from medrecon_ct.matrix_free import JosephProjector, matrix_bytes
 
 Window = Literal["ramp", "shepp-logan", "cosine", "hamming", "hann"]
 
@@ -51,7 +52,10 @@ class ParallelBeamCT(Operator):
     Image (D, H, W) or (H, W) -> sinogram (D, angles, detectors) or (angles, detectors), float32;
     detectors default to the slice's diagonal, ceil(sqrt(H^2 + W^2)).
     Unit pixel and detector spacing, rotation about the image's geometric centre (as ASTRA does).
-    The adjoint is the exact transpose of the forward matrix. `photons` adds Poisson counting noise
+    The adjoint is the exact transpose of the forward matrix. The projector is a sparse matrix
+    while building it fits `memory_budget_gb` (estimated first), else matrix-free (the same
+    samples computed per chunk of angles at each application, bounded memory, slower);
+    `projector` forces either. `photons` adds Poisson counting noise
     to simulated data: counts ~ Poisson(photons * exp(-y)), with x in attenuation per pixel length.
     """
 
@@ -66,6 +70,8 @@ class ParallelBeamCT(Operator):
         angles: np.ndarray | None = None,
         detectors: int | None = None,
         photons: float | None = None,
+        projector: Literal["auto", "matrix", "matrix-free"] = "auto",
+        memory_budget_gb: float = 2.0,
         measurement: torch.Tensor | None = None,
     ):
         super().__init__()
@@ -86,9 +92,20 @@ class ParallelBeamCT(Operator):
         self.image_size, self.detectors, self.photons = (height, width), detectors, photons
         self.domain_shape = shape
         self.range_shape = (*shape[:-2], len(self.angles_deg), detectors)
-        matrix = joseph_matrix((height, width), np.radians(self.angles_deg), detectors)
-        self.register_buffer("matrix", matrix, persistent=False)
-        self.register_buffer("matrix_t", transpose_csr(matrix), persistent=False)
+        if projector not in ("auto", "matrix", "matrix-free"):
+            raise InputError(f"projector must be 'auto', 'matrix' or 'matrix-free', got {projector!r}")
+        if not memory_budget_gb > 0:
+            raise InputError(f"memory_budget_gb must be > 0, got {memory_budget_gb}")
+        self.matrix_estimate = matrix_bytes((height, width), len(self.angles_deg), detectors)
+        if projector == "auto":  # the matrix is faster to apply; without it memory stays bounded
+            projector = "matrix" if self.matrix_estimate <= memory_budget_gb * 2**30 else "matrix-free"
+        self.projector = projector
+        if projector == "matrix":
+            matrix = joseph_matrix((height, width), np.radians(self.angles_deg), detectors)
+            self.register_buffer("matrix", matrix, persistent=False)
+            self.register_buffer("matrix_t", transpose_csr(matrix), persistent=False)
+        else:
+            self._joseph = JosephProjector((height, width), np.radians(self.angles_deg), detectors)
         if measurement is not None:
             self.check_range(measurement)
 
@@ -97,9 +114,17 @@ class ParallelBeamCT(Operator):
         return len(self.angles_deg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.projector == "matrix-free":
+            lead = x.shape[:-2]
+            sino = self._joseph.forward(x.reshape(-1, *self.image_size))
+            return sino.reshape(*lead, self.views, self.detectors)
         return _apply(self.matrix, x, 2, (self.views, self.detectors))
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        if self.projector == "matrix-free":
+            lead = y.shape[:-2]
+            image = self._joseph.adjoint(y.reshape(-1, self.views, self.detectors))
+            return image.reshape(*lead, *self.image_size)
         return _apply(self.matrix_t, y, 2, self.image_size)
 
     def fbp(self, y: torch.Tensor, window: Window = "ramp") -> torch.Tensor:
@@ -123,6 +148,14 @@ class ParallelBeamCT(Operator):
         counts = counts.clamp_min(0.5)  # a bin with no photon: the usual half-count floor before the log
         photon_noise = (-torch.log(counts / self.photons) - clean.double()).float()
         return y + photon_noise.to(y.device)
+
+    def describe(self) -> dict:
+        return {
+            "views": self.views,
+            "detectors": self.detectors,
+            "projector": self.projector,
+            "matrix_estimate_gb": round(self.matrix_estimate / 2**30, 2),
+        }
 
     def arrays(self) -> dict[str, torch.Tensor]:
         return {"angles": torch.from_numpy(self.angles_deg.astype(np.float32))}

@@ -132,3 +132,37 @@ def test_simulate_and_reconstruct_through_the_registry(host, phantom):
     result = medrecon.reconstruct({"sampler": {"name": "cg", "iterations": 20}}, m, host=host, device="cpu")
     err = np.linalg.norm(result.image.numpy() - phantom) / np.linalg.norm(phantom)
     assert err < 0.3
+
+
+@pytest.mark.parametrize(
+    ("shape", "geometry"),
+    [
+        ((2, 33, 29), {"views": 17}),
+        ((3, 40, 40), {"angle_range": (0, 90), "angle_step": 7.5}),
+        ((12, 20, 31), {"views": 5}),
+    ],
+)
+def test_the_matrix_free_projector_is_the_matrix(shape, geometry):
+    # Clinical geometries (512^2, 720 views) do not fit as a matrix; the matrix-free projector must
+    # be the same operator (to float32 round-off), with an exact adjoint, for volumes and batches.
+    matrix = ParallelBeamCT(shape, projector="matrix", **geometry)
+    free = ParallelBeamCT(shape, projector="matrix-free", **geometry)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand((2, *shape), generator=gen), torch.rand((2, *matrix.range_shape), generator=gen)
+    with torch.no_grad():
+        for a, b in ((matrix(x), free(x)), (matrix.adjoint(y), free.adjoint(y))):
+            assert torch.allclose(a, b, atol=1e-5 * float(a.abs().max()))
+    assert adjoint_test(free).relative_error < 1e-6
+
+
+def test_the_projector_is_chosen_by_its_memory_estimate():
+    small = ParallelBeamCT((2, 32, 32), views=16)
+    assert small.projector == "matrix"  # fast, and it fits
+    tight = ParallelBeamCT((2, 32, 32), views=16, memory_budget_gb=1e-4)
+    assert tight.projector == "matrix-free" and not hasattr(tight, "matrix")
+    clinical = ParallelBeamCT((1, 512, 512), views=720)  # its matrix would take ~25 GB to build
+    assert clinical.projector == "matrix-free" and clinical.matrix_estimate > 16 * 2**30
+    with pytest.raises(medrecon.InputError, match="projector must be 'auto', 'matrix' or 'matrix-free'"):
+        ParallelBeamCT((2, 32, 32), projector="astra")
+    with pytest.raises(medrecon.InputError, match="memory_budget_gb must be > 0"):
+        ParallelBeamCT((2, 32, 32), memory_budget_gb=0)
