@@ -31,7 +31,7 @@ def _is_measurement(path: str) -> bool:
 def read_nifti(path: str | list[str]) -> list[tuple]:
     """Volumes as image layers placed by their (RAS) affine; a NIfTI's header in the metadata."""
     from medrecon.io import load_volume
-    from medrecon_napari._affine import layer_affine
+    from medrecon_napari._affine import placement
 
     paths = [path] if isinstance(path, str) else list(path)
     layers = []
@@ -42,7 +42,7 @@ def read_nifti(path: str | list[str]) -> list[tuple]:
             name = name.removesuffix(suffix)
         meta = {
             "name": name,
-            "affine": layer_affine(vol.affine),
+            **placement(vol.affine),
             "metadata": {"nifti_affine": vol.affine, "nifti_header": vol.header, "source": str(vol.path)},
         }
         layers.append((vol.data, meta, "image"))
@@ -60,7 +60,7 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
 
     from medrecon import build_operator
     from medrecon.io import load_bundle
-    from medrecon_napari._affine import layer_affine
+    from medrecon_napari._affine import placement
 
     layers = []
     for p in [path] if isinstance(path, str) else list(path):
@@ -75,7 +75,7 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
             from medrecon.io import centre_crop
 
             first = np.ascontiguousarray(centre_crop(first, m.crop))
-        placed = {} if m.affine is None else {"affine": layer_affine(m.affine)}
+        placed = placement(m.affine)
         meta = {"medrecon_measurement": m, "source": str(p)}
         how = "fbp" if callable(getattr(op, "fbp", None)) else "adjoint"
         layers.append((first, {"name": f"{stem} {how}", "metadata": meta, **placed}, "image"))

@@ -24,5 +24,6 @@ def brain_axial() -> list[tuple]:
 def shepp_logan_3d() -> list[tuple]:
     """A 3D Shepp-Logan phantom, 64 x 128 x 128 (sigpy), at 1 mm."""
     from medrecon.samples import phantom_volume
+    from medrecon_napari._affine import placement
 
-    return [(phantom_volume((64, 128, 128)), {"name": "shepp-logan-3d"}, "image")]
+    return [(phantom_volume((64, 128, 128)), {"name": "shepp-logan-3d", **placement(None)}, "image")]

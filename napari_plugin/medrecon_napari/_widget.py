@@ -224,8 +224,13 @@ class ReconstructWidget(QWidget):
         data = (data.abs() if data.is_complex() else data).numpy()
         if name in self.viewer.layers:
             self.viewer.layers[name].data = data
-        else:  # placed exactly over the source
-            self.viewer.add_image(data, name=name, affine=source.affine.affine_matrix, **kwargs)
+        else:  # placed exactly over the source, in its units and axes
+            placed = {
+                "affine": source.affine.affine_matrix,
+                "units": source.units,
+                "axis_labels": source.axis_labels,
+            }
+            self.viewer.add_image(data, name=name, **placed, **kwargs)
 
     def _on_error(self, err: Exception) -> None:
         from napari.utils.notifications import show_error

@@ -29,6 +29,8 @@ def test_nifti_opens_placed_by_its_affine(make_napari_viewer, nifti):
     x, y, z = (affine @ np.array([19, 15, 11, 1.0]))[:3]
     np.testing.assert_allclose(world, (z, y, x))
     assert layer.metadata["nifti_header"] is not None
+    assert [str(u) for u in layer.units] == ["millimeter"] * 3  # RAS world axes, in mm
+    assert tuple(layer.axis_labels) == ("superior", "anterior", "right")
 
 
 def test_writer_round_trips_the_affine(make_napari_viewer, nifti, tmp_path):
