@@ -229,7 +229,13 @@ def reconstruct_steps(
     sampler: Sampler = build_component("sampler", recipe.sampler, host)
     sampler.name = sampler.name or recipe.sampler.name
     problem = Problem(operator, y, sigma)
-    warnings = []
+    warnings, notes = [], []
+    orient = getattr(prior, "orient", None)
+    if callable(orient) and measurement.affine is not None and len(operator.domain_shape) == 3:
+        note = orient(measurement.affine)  # slices as the prior was trained on them
+        if note:
+            log.info(note)
+            notes.append(note)
     spacing_note = spacing_warning(prior, measurement.affine, len(operator.domain_shape))
     if spacing_note:
         log.warning(spacing_note)
@@ -274,6 +280,8 @@ def reconstruct_steps(
         result.info["metrics"] = scores
         if "fastmri" in measurement.attrs:  # the dataset's own convention too
             result.info["metrics_fastmri"] = fastmri_metrics(truth, image)
+    if notes:
+        result.info["orientation"] = notes[0]
     if warnings:
         result.info["warnings"] = [*result.info.get("warnings", []), *warnings]
     return result

@@ -3,13 +3,14 @@
 from medrecon.io.atomic import atomic_path, check_output_path, sidecar_path, write_json, write_text
 from medrecon.io.bundle import Measurement, load_bundle, save_bundle
 from medrecon.io.fastmri import centre_crop, undersample
-from medrecon.io.nifti import Volume, is_nifti, load_nifti, save_nifti
+from medrecon.io.nifti import Volume, canonical_view, is_nifti, load_nifti, save_nifti
 from medrecon.io.volumes import load_volume, volume_format
 
 __all__ = [
     "Measurement",
     "Volume",
     "atomic_path",
+    "canonical_view",
     "centre_crop",
     "check_output_path",
     "is_nifti",

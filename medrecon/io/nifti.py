@@ -35,6 +35,24 @@ class Volume:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0)[::-1])
 
 
+def canonical_view(affine: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, ...]]:
+    """How a (D, H, W) volume with this NIfTI affine becomes RAS canonical (S, A, R) order, the
+    orientation priors are trained in: `volume.permute(perm).flip(flips)` (torch) gives axial slices
+    with anterior along H and right along W (as nibabel's `as_closest_canonical`, in medrecon's
+    axis order). perm = (0, 1, 2) and flips = () for a volume already so stored."""
+    import nibabel as nib
+
+    ornt = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))  # per (i, j, k)
+    perm, flips = [0, 0, 0], []
+    for axis in range(3):  # array axis (D, H, W) = NIfTI axis (k, j, i)
+        ras, sign = ornt[2 - axis]
+        position = 2 - int(ras)  # where it goes in (S, A, R)
+        perm[position] = axis
+        if sign < 0:
+            flips.append(position)
+    return tuple(perm), tuple(sorted(flips))
+
+
 def is_nifti(path: str | Path) -> bool:
     return str(path).endswith(NIFTI_SUFFIXES)
 

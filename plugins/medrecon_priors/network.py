@@ -80,6 +80,26 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
         self.pixel_spacing = None if pixel_spacing is None else tuple(float(s) for s in pixel_spacing)
         for p in self.network.parameters():
             p.requires_grad_(False)
+        #: (perm, flips) bringing the volume to the RAS (S, A, R) order the network was trained in
+        self.view: tuple[tuple[int, int, int], tuple[int, ...]] | None = None
+
+    def orient(self, affine) -> str | None:
+        """Apply the network to the volume's axial slices, anterior up and right to the right, as
+        in training, whatever the orientation the data are stored in (from their NIfTI affine);
+        results stay on the input's grid. Returns what was done, or None if nothing had to be."""
+        from medrecon.io import canonical_view
+
+        perm, flips = canonical_view(affine)
+        if perm == (0, 1, 2) and not flips:
+            self.view = None
+            return None
+        self.view, self.slice_axis = (perm, flips), perm[0]
+        axes = ", ".join("DHW"[a] for a in perm)
+        flipped = f", flipped {', '.join('SAR'[f] for f in flips)}" if flips else ""
+        return (
+            f"the volume is not stored in RAS order: the prior sees it reoriented (axes {axes} as "
+            f"S, A, R{flipped}), as it was trained; the result is on the input's grid"
+        )
 
     @classmethod
     def from_monai(
@@ -120,7 +140,23 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
                 raise InputError(complex_refusal(self))
             parts = self._per_slice(torch.stack([x.real, x.imag]), t)
             return torch.complex(parts[0], parts[1])
-        moved = x.ndim >= 3 and self.slice_axis != 0
+        if self.view is not None and x.ndim >= 3:  # to RAS order, through the network, and back
+            perm, flips = self.view
+            lead = list(range(x.ndim - 3))
+            axes = [*lead, *(x.ndim - 3 + p for p in perm)]
+            dims = [x.ndim - 3 + f for f in flips]
+            canonical = x.permute(*axes)
+            canonical = canonical.flip(dims) if dims else canonical
+            out = self._network_slices(canonical, t)
+            out = out.flip(dims) if dims else out
+            inverse = [0] * x.ndim
+            for i, a in enumerate(axes):
+                inverse[a] = i
+            return out.permute(*inverse)
+        return self._network_slices(x, t, moved=x.ndim >= 3 and self.slice_axis != 0)
+
+    def _network_slices(self, x: torch.Tensor, t: int, moved: bool = False) -> torch.Tensor:
+        """The network on every 2D slice of x along its third-last axis (or `slice_axis`, moved)."""
         if moved:  # bring the slice axis of the volume (the last three axes) to the front of it
             x = x.movedim(x.ndim - 3 + self.slice_axis, x.ndim - 3)
         lead, (h, w) = x.shape[:-2], x.shape[-2:]

@@ -210,3 +210,53 @@ def test_the_reported_nan_on_inpainting_with_a_trained_prior_is_gone(host, sampl
     recipe = {"prior": {"name": "diffusion", "weights": "brain-axial"}, "sampler": {**sampler, "steps": 20}}
     result = medrecon.reconstruct(recipe, m, host=host, device="cpu", seed=0)
     assert torch.isfinite(result.image).all()
+
+
+STORED = {  # NIfTI orientations a scan may be stored in, as nibabel axis codes
+    "LPS": [[0, -1], [1, -1], [2, 1]],
+    "sagittal": [[2, 1], [0, 1], [1, -1]],
+    "coronal": [[0, 1], [2, 1], [1, 1]],
+}
+
+
+@pytest.mark.parametrize("stored", list(STORED))
+def test_the_prior_sees_axial_ras_slices_whatever_the_storage(native_prior, stored):
+    """A volume stored sagittally (or LPS, coronal) reaches the 2D network as the same axial RAS
+    slices as the RAS-stored volume: the prior's output is the RAS one, reoriented back."""
+    import nibabel as nib
+
+    from medrecon_priors import load_prior
+
+    rng = np.random.default_rng(0)
+    ras = rng.standard_normal((2, 16, 24, 20)).astype(np.float32)  # (K, S, A, R)
+    nifti = nib.Nifti1Image(ras[0].transpose(2, 1, 0), np.eye(4))
+    transform = nib.orientations.ornt_transform([[0, 1], [1, 1], [2, 1]], np.array(STORED[stored]))
+    moved = nifti.as_reoriented(transform)
+
+    def to_stored(v):  # the same reorientation applied to any (S, A, R) array
+        image = nib.Nifti1Image(v.transpose(2, 1, 0), np.eye(4)).as_reoriented(transform)
+        return np.asarray(image.dataobj).transpose(2, 1, 0)
+
+    stored_volume = torch.from_numpy(np.stack([to_stored(v) for v in ras]))
+    canonical = load_prior(native_prior)
+    reference = canonical.predict_eps(torch.from_numpy(ras), 500).numpy()
+    prior = load_prior(native_prior)
+    assert "reoriented" in prior.orient(moved.affine)
+    out = prior.predict_eps(stored_volume, 500).numpy()
+    expected = np.stack([to_stored(v) for v in reference])
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert load_prior(native_prior).orient(np.eye(4)) is None  # RAS: nothing to do
+
+
+def test_reconstruction_says_when_the_prior_saw_a_reoriented_volume(native_prior, host):
+    truth = np.random.default_rng(1).random((8, 24, 16), dtype=np.float32)
+    sagittal = np.array([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]])
+    m = medrecon.simulate(
+        truth, {"name": "mri-multicoil", "coils": 2}, noise_std=0.01, affine=sagittal, host=host
+    )
+    result = medrecon.reconstruct(recipe(native_prior, "dds"), m, host=host, device="cpu")
+    assert "reoriented" in result.info["orientation"] and result.image.shape == truth.shape
+    plain = medrecon.simulate(
+        truth, {"name": "mri-multicoil", "coils": 2}, noise_std=0.01, affine=np.eye(4), host=host
+    )
+    assert "orientation" not in medrecon.reconstruct(recipe(native_prior, "dds"), plain, host=host).info
