@@ -45,7 +45,7 @@ from medrecon.io import (
 from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
 from medrecon.params import CONTEXT_PARAMETERS
 from medrecon.plugin import PluginHost, default_host, hookimpl
-from medrecon.recipe import ComponentRecipe, Recipe, parse_value
+from medrecon.recipe import ComponentRecipe, Recipe, parse_value, toml_value
 from medrecon.specs import OperatorSpec, PriorSpec, SamplerSpec
 
 __version__ = "0.1.0"
@@ -59,6 +59,7 @@ PUBLIC_MODULES = (
     "medrecon.kernels",
     "medrecon.metrics",
     "medrecon.monai",
+    "medrecon.presets",
     "medrecon.prior_card",
     "medrecon.samples",
 )
@@ -117,5 +118,6 @@ __all__ = [
     "save_bundle",
     "save_nifti",
     "simulate",
+    "toml_value",
     "undersample",
 ]

@@ -31,6 +31,26 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def toml_value(value: Any) -> str:
+    """A TOML literal for a parameter value: booleans, numbers, strings and (nested) lists."""
+    import json
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise RecipeError(f"a recipe value must be a number, string, boolean or list, got {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class ComponentRecipe:
     """A component by name with its parameters."""
@@ -106,6 +126,21 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k).to_dict() for k in SECTIONS if getattr(self, k) is not None}
+
+    def to_toml(self) -> str:
+        """The recipe as the TOML `medrecon reconstruct --recipe` reads (one table per section)."""
+        tables = []
+        for section, table in self.to_dict().items():
+            lines = [f"[{section}]"] + [f"{key} = {toml_value(value)}" for key, value in table.items()]
+            tables.append("\n".join(lines))
+        return "\n\n".join(tables) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        """Write the recipe as TOML, atomically."""
+        from medrecon.io.atomic import write_text
+
+        write_text(path, self.to_toml())
+        return Path(path)
 
     def validate(self, host: PluginHost) -> Recipe:
         """Check every name and parameter against the installed factories; return coerced values.

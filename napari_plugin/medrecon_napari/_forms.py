@@ -55,6 +55,20 @@ def form_values(form, spec) -> dict[str, Any]:
     return out
 
 
+def set_form_values(form, values: dict[str, Any]) -> None:
+    """Put recipe values into a form (text fields get TOML literals); unknown keys are an error."""
+    from magicgui.widgets import LineEdit
+
+    from medrecon import InputError, toml_value
+
+    widgets = {w.name: w for w in form}
+    for key, value in values.items():
+        if key not in widgets:
+            raise InputError(f"the recipe sets '{key}', which this component has no field for")
+        widget = widgets[key]
+        widget.value = toml_value(value) if isinstance(widget, LineEdit) else value
+
+
 def _is_union(annotation: Any) -> bool:
     import types
     import typing

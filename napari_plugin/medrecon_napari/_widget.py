@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import napari
 
 NONE = "(none)"
+CUSTOM = "(custom)"
 PREVIEW_EVERY = 5
 
 
@@ -39,7 +40,15 @@ class ReconstructWidget(QWidget):
         self.viewer = napari_viewer
         self.host = default_host()
         self.worker = None
+        from medrecon.presets import presets
+
         names = {kind: sorted(self.host.components[kind]) for kind in ("operator", "prior", "sampler")}
+        self.presets = {p.name: p for p in presets()}
+        self.preset = ComboBox(label="preset", choices=[CUSTOM, *self.presets])
+        self.preset.tooltip = "the demo's cases and recipes: fills operator, prior, sampler and noise"
+        self.load_button = PushButton(text="Load recipe...")
+        self.save_button = PushButton(text="Save recipe...")
+        self.phase = "none"
         self.source = ComboBox(label="source", choices=self._image_layers)
         self.source.tooltip = (
             "an image used as ground truth (simulate, then reconstruct), or a bundle's layer"
@@ -55,7 +64,8 @@ class ReconstructWidget(QWidget):
         self.progress = ProgressBar(label="progress", value=0, max=1)
         self.status = Label(value="")
         self.forms = {kind: Container(labels=True) for kind in ("operator", "prior", "sampler")}
-        top = Container(widgets=[self.source, self.operator], labels=True)
+        files = Container(widgets=[self.load_button, self.save_button], layout="horizontal", labels=False)
+        top = Container(widgets=[self.preset, files, self.source, self.operator], labels=True)
         middle = Container(widgets=[self.prior], labels=True)
         bottom = Container(widgets=[self.sampler], labels=True)
         run = Container(
@@ -87,10 +97,86 @@ class ReconstructWidget(QWidget):
         for kind, combo in (("operator", self.operator), ("prior", self.prior), ("sampler", self.sampler)):
             combo.changed.connect(lambda _=None, k=kind: self._rebuild(k))
             self._rebuild(kind)
+        self.preset.changed.connect(lambda value: self.apply_preset(value))
+        self.load_button.clicked.connect(self._load_dialog)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.source.changed.connect(lambda _=None: self._fit_source())
+        self._fit_source()
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(lambda _=None: self.source.reset_choices())
         self.viewer.layers.events.removed.connect(lambda _=None: self.source.reset_choices())
+
+    # --- presets and recipes -------------------------------------------------------------
+    def _fit_source(self) -> None:
+        """A preset that fits the selected layer: a measurement's operator, else MRI (diffusion);
+        never the alphabetically first components."""
+        from medrecon.presets import preset_for
+
+        if self.preset.value not in (None, CUSTOM) and not self._measurement_operator():
+            return
+        self.preset.value = preset_for(self._measurement_operator()).name
+
+    def _measurement_operator(self) -> str | None:
+        layer = self.source.value
+        measurement = None if layer is None else layer.metadata.get("medrecon_measurement")
+        return None if measurement is None else measurement.operator.name
+
+    def apply_preset(self, name: str) -> None:
+        if name in (None, CUSTOM) or getattr(self, "_applying", False):
+            return
+        preset = self.presets[name]
+        self._applying = True
+        try:
+            self.set_recipe({"operator": preset.operator, **preset.recipe})
+            self.noise.value = preset.noise_std
+            self.phase = preset.phase
+            self.preset.value = name  # set_recipe marked the form custom; it is this preset
+        finally:
+            self._applying = False
+
+    def set_recipe(self, recipe: dict) -> None:
+        """Fill the combo boxes and forms from a recipe (sections missing from it are left)."""
+        from medrecon_napari._forms import set_form_values
+
+        combos = {"operator": self.operator, "prior": self.prior, "sampler": self.sampler}
+        for kind, combo in combos.items():
+            table = recipe.get(kind)
+            if table is None:
+                if kind == "prior" and "sampler" in recipe:
+                    combo.value = NONE
+                continue
+            combo.value = table["name"]  # rebuilds the form at its defaults
+            set_form_values(self.forms[kind], {k: v for k, v in table.items() if k != "name"})
+        self.phase = "none"
+        self.preset.value = CUSTOM
+
+    def load_recipe(self, path) -> None:
+        """Fill the widget from a recipe TOML (the one `medrecon reconstruct --recipe` reads)."""
+        from medrecon import Recipe
+
+        self.set_recipe(Recipe.from_toml(path).to_dict())
+
+    def save_recipe(self, path) -> None:
+        """Write the widget's recipe as TOML (operator, prior, sampler), atomically."""
+        from medrecon import Recipe
+
+        Recipe.from_dict(self.recipe()).save(path)
+        self.status.value = f"recipe saved to {path}"
+
+    def _load_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Load recipe", "", "TOML recipes (*.toml)")
+        if path:
+            self.load_recipe(path)
+
+    def _save_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Save recipe", "recipe.toml", "TOML recipes (*.toml)")
+        if path:
+            self.save_recipe(path)
 
     # --- forms -----------------------------------------------------------------------------
     def _image_layers(self, _widget=None) -> list:
@@ -145,6 +231,7 @@ class ReconstructWidget(QWidget):
             self.seed.value,
             self.device.value,
             self.host,
+            self.phase,
             _start_thread=False,
         )
         self.worker.yielded.connect(self._on_step)
@@ -246,7 +333,7 @@ class Failure:
         self.message = str(error) or type(error).__name__
 
 
-def _work(data, measurement, recipe: dict, noise_std: float, seed: int, device: str, host):
+def _work(data, measurement, recipe: dict, noise_std: float, seed: int, device: str, host, phase="none"):
     """Runs in the worker thread: simulate from the ground truth (unless a bundle's measurement is
     given), then yield every step.
 
@@ -264,7 +351,7 @@ def _work(data, measurement, recipe: dict, noise_std: float, seed: int, device: 
             sim_device = "cpu" if device == "auto" else device
             operator = recipe.get("operator")
             measurement = simulate(
-                volume, operator, noise_std=noise_std, seed=seed, device=sim_device, host=host
+                volume, operator, noise_std=noise_std, seed=seed, device=sim_device, phase=phase, host=host
             )
         rest = {k: v for k, v in recipe.items() if k != "operator"}
         result = yield from reconstruct_steps(rest, measurement, seed=seed, device=device, host=host)

@@ -42,7 +42,9 @@ def test_a_run_adds_the_reconstruction_over_its_source(viewer_with_widget, qtbot
     viewer, widget, layer = viewer_with_widget
     widget.operator.value = "mri-multicoil"
     widget.forms["operator"]["acceleration"].value = "2.0"
+    widget.prior.value = "(none)"
     widget.sampler.value = "cg"
+    widget.noise.value = 0.01
     widget.forms["sampler"]["iterations"].value = 10
     widget.device.value = "cpu"
     widget.start()
@@ -127,6 +129,8 @@ def test_a_bundle_opens_with_a_first_reconstruction_and_reconstructs_from_the_wi
 
     np.testing.assert_allclose(first.affine.affine_matrix, layer_affine(affine))
     widget.source.value = first
+    assert widget.preset.value.startswith("sparse-view CT")  # the bundle's operator chose the preset
+    widget.prior.value = "(none)"
     widget.sampler.value = "cg"
     widget.device.value = "cpu"
     widget.start()
@@ -139,26 +143,58 @@ def test_a_bundle_opens_with_a_first_reconstruction_and_reconstructs_from_the_wi
 
 
 def test_the_brain_sample_reconstructs_with_the_shipped_prior(viewer_with_widget, qtbot):
-    """The tutorial path: open the 1 mm sample, 8x MRI, DDS with the default brain-1mm prior, result
-    over it."""
+    """The tutorial path: open the 1 mm sample, pick the MRI 8x preset (DDS with the shipped
+    brain-1mm prior, the demo's tuned settings), fewer steps, run: the result lies over the sample
+    and is what the preset's recipe gives from the CLI or the API."""
+    from medrecon.presets import presets
+
     viewer, widget, _ = viewer_with_widget
     viewer.open_sample("medrecon", "brain-1mm")
     brain = viewer.layers["brain-1mm sample"]
     widget.source.value = brain
-    widget.operator.value = "mri-multicoil"
-    widget.forms["operator"]["acceleration"].value = "8.0"
-    widget.prior.value = "diffusion"
-    widget.sampler.value = "dds"
+    [preset] = [p for p in presets() if p.name == "8-coil MRI, 8x equispaced - DDS + TV-z"]
+    widget.preset.value = preset.name
+    assert widget.operator.value == "mri-multicoil" and widget.sampler.value == "dds"
+    assert widget.prior.value == "diffusion" and widget.noise.value == preset.noise_std
     widget.forms["sampler"]["steps"].value = 3
     widget.device.value = "cpu"
     widget.start()
     name = "brain-1mm sample dds"
-    qtbot.waitUntil(lambda: name in viewer.layers and widget.run_button.enabled, timeout=120_000)
+    qtbot.waitUntil(lambda: name in viewer.layers and widget.run_button.enabled, timeout=300_000)
     result = viewer.layers[name]
     np.testing.assert_allclose(result.affine.affine_matrix, brain.affine.affine_matrix)
-    m = medrecon.simulate(brain.data, {"name": "mri-multicoil", "acceleration": 8.0}, noise_std=0.01, seed=0)
-    expected = medrecon.reconstruct(
-        {"prior": {"name": "diffusion"}, "sampler": {"name": "dds", "steps": 3}}, m, device="cpu"
-    ).image.numpy()
+    m = medrecon.simulate(brain.data, preset.operator, noise_std=preset.noise_std, seed=0)
+    recipe = {**preset.recipe, "sampler": {**preset.recipe["sampler"], "steps": 3}}
+    expected = medrecon.reconstruct(recipe, m, device="cpu").image.numpy()
     np.testing.assert_allclose(result.data, expected, rtol=1e-4, atol=1e-4)
     assert "PSNR" in widget.status.value
+
+
+def test_the_widget_opens_on_a_preset_that_fits_not_the_first_components(viewer_with_widget):
+    _, widget, _ = viewer_with_widget
+    assert widget.preset.value == "8-coil MRI, 4x equispaced - DDS + TV-z"  # an image: MRI, diffusion
+    recipe = widget.recipe()
+    assert recipe["operator"] == {"name": "mri-multicoil"}  # 8 coils and 4x are its defaults
+    assert widget.forms["operator"]["coils"].value == 8
+    assert recipe["prior"]["name"] == "diffusion" and recipe["sampler"]["name"] == "dds"
+    assert recipe["sampler"]["tv_z"] == 0.002 and widget.noise.value == 0.005
+
+
+def test_recipes_round_trip_through_the_toml_the_cli_reads(viewer_with_widget, tmp_path):
+    from medrecon import Recipe
+
+    _, widget, _ = viewer_with_widget
+    widget.preset.value = "limited-angle CT, 90 views over 0-90 degrees - ADMM-TV"
+    saved = tmp_path / "ct.toml"
+    widget.save_recipe(saved)
+    assert Recipe.from_toml(saved).to_dict() == widget.recipe()
+    assert widget.recipe()["operator"]["angle_range"] == [0.0, 90.0]
+    (tmp_path / "cg.toml").write_text(
+        '[operator]\nname = "mri-multicoil"\nacceleration = 6.0\n\n[sampler]\nname = "cg"\niterations = 7\n'
+    )
+    widget.load_recipe(tmp_path / "cg.toml")
+    assert widget.preset.value == "(custom)" and widget.prior.value == "(none)"
+    assert widget.recipe() == {
+        "operator": {"name": "mri-multicoil", "acceleration": 6.0},
+        "sampler": {"name": "cg", "iterations": 7},
+    }
