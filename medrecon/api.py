@@ -94,6 +94,7 @@ def simulate(
     phase, as real MR images have (seeded by `seed`); the operator must then take complex images
     (`complex_image = true` for mri-multicoil) and the stored ground truth is complex."""
     host = host or default_host()
+    check_noise_and_seed(noise_std, seed)
     op_recipe = _operator_recipe(operator)
     op_recipe = Recipe(operator=op_recipe).validate(host).operator
     if phase not in ("none", "smooth"):
@@ -175,6 +176,7 @@ def reconstruct_steps(
     Reconstruction. Validation happens on the first `next()`, before any sampler work. A consumer
     cancels by closing it (as napari's workers do)."""
     host = host or default_host()
+    check_noise_and_seed(0.0 if noise_std is None else noise_std, seed)
     if not isinstance(measurement, Measurement):
         raise InputError(
             f"reconstruct takes a medrecon.Measurement (from medrecon.simulate or medrecon.load_bundle), "
@@ -190,12 +192,21 @@ def reconstruct_steps(
         )
     op_params = dict(measurement.operator.params)
     if recipe.operator is not None:
-        changed = {k: v for k, v in recipe.operator.params.items() if k in op_params and op_params[k] != v}
+        # what the measurement was made with: its stored parameters, the factory's defaults for the rest
+        spec = host.get("operator", measurement.operator.name).spec
+        made_with = {p.name: p.default for p in parameters_of(spec.factory) if not p.required}
+        made_with.update(op_params)
+        free = set(getattr(spec.factory, "implementation_parameters", ()))  # how, not what, it computes
+        changed = {
+            k: v
+            for k, v in recipe.operator.params.items()
+            if k in made_with and k not in free and made_with[k] != v
+        }
         if changed and measurement.arrays:
             key = sorted(changed)[0]
             raise RecipeError(
                 f"operator parameter {key}={changed[key]!r} differs from the measurement's "
-                f"{key}={op_params[key]!r}: the measurement was made with its operator (its "
+                f"{key}={made_with[key]!r}: the measurement was made with its operator (its "
                 f"{', '.join(sorted(measurement.arrays))} are stored with it) and cannot be changed; "
                 "leave it out, or simulate a new measurement"
             )
@@ -285,6 +296,17 @@ def reconstruct_steps(
     if warnings:
         result.info["warnings"] = [*result.info.get("warnings", []), *warnings]
     return result
+
+
+def check_noise_and_seed(noise_std: Any, seed: Any) -> None:
+    """noise_std a finite number >= 0 and seed an integer, or a clear InputError."""
+    if isinstance(noise_std, bool) or not isinstance(noise_std, int | float | np.integer | np.floating):
+        raise InputError(
+            f"noise_std must be a finite number >= 0 (in the units of y), got {noise_std!r} "
+            f"({type(noise_std).__name__})"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise InputError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
 
 
 def crop_reconstruction(result: Reconstruction, crop: tuple[int, int]) -> Reconstruction:

@@ -79,6 +79,15 @@ class _Group(click.Group):
     """Turns medrecon's own errors into one clear line and a non-zero exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        import contextlib
+        import signal
+
+        def terminated(signum, frame):  # SIGTERM (a job scheduler, `kill`): clean up as for Ctrl-C
+            raise KeyboardInterrupt
+
+        previous = None
+        with contextlib.suppress(ValueError):  # ValueError: not the main thread (an embedding program)
+            previous = signal.signal(signal.SIGTERM, terminated)
         try:
             return super().invoke(ctx)
         except Cancelled as err:
@@ -93,6 +102,9 @@ class _Group(click.Group):
         except MedreconError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group)
@@ -199,8 +211,9 @@ def sample(name: str, out: Path, slices: int | None, overwrite: bool) -> None:
 @click.option("--noise-std", type=float, default=0.0, show_default=True, help="In units of y.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at OUT.")
 @click.pass_context
-def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, device) -> None:
+def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, device, overwrite) -> None:
     """Simulate a measurement of a VOLUME (NIfTI, DICOM series folder, NRRD, MetaImage) and write
     it as a bundle."""
     from medrecon.api import simulate as simulate_measurement
@@ -209,29 +222,35 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
 
     check_output_path(out, [volume, recipe])
     if out.suffix not in (".h5", ".hdf5"):
+        stem = out.name.split(".")[0] or "measurement"
         raise RecipeError(
-            f"bundle {out} must end in .h5 (a measurement bundle), e.g. {out.with_suffix('.h5')}"
+            f"bundle {out} must end in .h5 (a measurement bundle), e.g. {out.with_name(stem + '.h5')}"
         )
-    from medrecon.outputs import check_writable
+    from medrecon.outputs import check_writable, output_lock
 
     check_writable(out.parent)
+    if out.exists() and not overwrite:
+        raise RecipeError(f"bundle {out} exists; give --overwrite to replace it, or choose another path")
     rec = _apply_overrides(Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name)
     if rec.operator is None:
         raise RecipeError("name the operator: --operator NAME or --recipe FILE with an [operator] table")
     if rec.prior or rec.sampler:
         raise RecipeError("simulate takes an operator only; give [prior] and [sampler] to reconstruct")
     op = rec.operator
-    vol = load_volume(volume)
-    m = simulate_measurement(
-        vol.data,
-        op,
-        noise_std=noise_std,
-        seed=seed,
-        device=device,
-        affine=vol.affine,
-        host=_host(ctx),
-    )
-    save_bundle(out, m, inputs=(volume,))
+    with output_lock(out):  # a second run writing the same bundle is refused, not raced
+        if out.exists() and not overwrite:
+            raise RecipeError(f"bundle {out} exists; give --overwrite to replace it, or choose another path")
+        vol = load_volume(volume)
+        m = simulate_measurement(
+            vol.data,
+            op,
+            noise_std=noise_std,
+            seed=seed,
+            device=device,
+            affine=vol.affine,
+            host=_host(ctx),
+        )
+        save_bundle(out, m, inputs=(volume,))
     click.echo(f"wrote {out}: y {m.y.shape} {m.y.dtype}, operator '{op.name}', noise_std {noise_std}")
 
 

@@ -190,6 +190,8 @@ def _coerce(value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
             raise TypeError("not a number")
+        if not np.isfinite(value):  # inf or nan: no setting means that
+            raise TypeError("not a finite number")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

@@ -142,8 +142,21 @@ def test_an_unreachable_acceleration_is_said(host, caplog):
 
 
 def test_the_python_api_names_wrong_types(host, mri_measurement):
-    with pytest.raises(medrecon.InputError, match="volume must be a numeric array"):
+    # a string is a volume file's path (NIfTI, DICOM folder ...): a missing one is named
+    with pytest.raises(medrecon.InputError, match="no such volume: brain.nii.gz"):
         medrecon.simulate("brain.nii.gz", {"name": "mri-multicoil"}, noise_std=0.0, host=host)
+    with pytest.raises(medrecon.InputError, match="volume must be a numeric array"):
+        medrecon.simulate(np.array(["a", "b"]), {"name": "mri-multicoil"}, noise_std=0.0, host=host)
+    volume = np.ones((2, 16, 16), np.float32)
+    for bad in ("abc", None):
+        with pytest.raises(medrecon.InputError, match="noise_std must be a finite number >= 0"):
+            medrecon.simulate(volume, {"name": "mri-multicoil"}, noise_std=bad, host=host)
+    with pytest.raises(medrecon.InputError, match="seed must be an integer, got 'x'"):
+        medrecon.simulate(volume, {"name": "mri-multicoil"}, noise_std=0.0, seed="x", host=host)
+    with pytest.raises(medrecon.InputError, match="seed must be an integer, got 'abc'"):
+        medrecon.reconstruct({"sampler": {"name": "cg"}}, mri_measurement, seed="abc", host=host)
+    with pytest.raises(medrecon.InputError, match="undersample takes a medrecon.Measurement.*got ndarray"):
+        medrecon.undersample(volume, 4)
     complex_volume = np.ones((2, 16, 16), np.complex64)
     with pytest.raises(medrecon.InputError, match="the volume is complex.*imaginary part would be lost"):
         medrecon.simulate(complex_volume, {"name": "mri-multicoil"}, noise_std=0.0, host=host)
@@ -231,3 +244,54 @@ def test_bundles_written_by_other_tools_get_clear_errors(bundle, tmp_path, damag
     assert result.exit_code == 2, result.output
     assert message in result.output and "m.h5" in result.output
     assert only(tmp_path, "m.h5")
+
+
+def test_an_operator_setting_left_at_its_default_cannot_be_changed_either(tmp_path, host):
+    """A bundle simulated at the default 4x (not stored explicitly) refuses -p operator.acceleration=8
+    like one simulated with an explicit 4x; how CT is computed (its projector) may still change."""
+    truth = np.random.default_rng(0).random((2, 32, 32), dtype=np.float32)
+    mri = medrecon.save_bundle(
+        tmp_path / "mri.h5", medrecon.simulate(truth, {"name": "mri-multicoil"}, noise_std=0.01)
+    )
+    result = run(
+        "reconstruct", mri, "-o", tmp_path / "r.nii.gz", "--sampler", "cg", "-p", "operator.acceleration=8"
+    )
+    assert (
+        result.exit_code == 2
+        and "acceleration=8 differs from the measurement's acceleration=4.0" in result.output
+    )
+    ct = medrecon.save_bundle(
+        tmp_path / "ct.h5", medrecon.simulate(truth, {"name": "ct-parallel", "views": 8}, noise_std=0.01)
+    )
+    result = run(
+        "reconstruct",
+        ct,
+        "-o",
+        tmp_path / "c.nii.gz",
+        "--sampler",
+        "fbp",
+        "-p",
+        "operator.projector=matrix-free",
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_simulate_never_replaces_a_bundle_unasked_and_complex_files_are_refused(tmp_path):
+    volume = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 2), np.float32), np.eye(4)), volume)
+    out = tmp_path / "m.h5"
+    args = ["simulate", volume, "-o", out, "--operator", "ct-parallel", "-p", "views=4"]
+    assert run(*args).exit_code == 0
+    before = out.read_bytes()
+    second = run(*args[:-2], "-p", "views=8")
+    assert (
+        second.exit_code == 2 and "exists; give --overwrite" in second.output and out.read_bytes() == before
+    )
+    assert run(*args, "--overwrite").exit_code == 0
+    wrong = run("simulate", volume, "-o", tmp_path / "m2.nii.gz", "--operator", "ct-parallel")
+    assert wrong.exit_code == 2 and "e.g. " + str(tmp_path / "m2.h5") in wrong.output
+    complex_volume = tmp_path / "c.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 2), np.complex64), np.eye(4)), complex_volume)
+    refused = run("simulate", complex_volume, "-o", tmp_path / "c.h5", "--operator", "ct-parallel")
+    assert refused.exit_code == 2 and "holds complex voxels" in refused.output
+    assert not (tmp_path / "c.h5").exists()

@@ -216,7 +216,13 @@ def undersample(
     Measurement with k-space outside a `mask_type` line mask set to zero (the input is untouched).
     `center_fraction` defaults to fastMRI's: 0.08 at 4x, 0.04 at 8x (0.32 / acceleration)."""
     from medrecon.api import build_operator
+    from medrecon.io.bundle import Measurement
 
+    if not isinstance(measurement, Measurement):
+        raise InputError(
+            f"undersample takes a medrecon.Measurement (from medrecon.load_bundle or medrecon.simulate), "
+            f"got {type(measurement).__name__}"
+        )
     if measurement.operator.name != OPERATOR:
         raise InputError(
             f"undersample works on {OPERATOR} measurements (Cartesian k-space), got "

@@ -78,6 +78,14 @@ def load_nifti(path: str | Path) -> Volume:
             f"{needed / 2**30:.1f} GiB as float32, more than medrecon reads "
             f"({MAX_VOLUME_BYTES / 2**30:.0f} GiB): the header is damaged, or crop the volume first"
         )
+    if np.issubdtype(img.get_data_dtype(), np.complexfloating):
+        raise InputError(
+            f"{path} holds complex voxels ({img.get_data_dtype()}); medrecon reads real volumes from "
+            "files (a magnitude image). For a complex image pass a complex array to medrecon.simulate "
+            "with an operator that takes complex images, or use phase = 'smooth'"
+        )
+    if 0 in img.shape:
+        raise InputError(f"{path} holds no voxels: its shape is {img.shape}")
     try:
         data = np.asarray(img.dataobj, dtype=np.float32)
     except MemoryError:

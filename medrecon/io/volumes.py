@@ -98,6 +98,11 @@ def load_volume(path: str | Path) -> Volume:
         image = reader.read(str(path))  # a folder is one series: its files are stacked by position
         data, meta = reader.get_data(image)
     except Exception as err:  # the readers raise many kinds for damaged or foreign files
+        if kind == "dicom" and path.is_dir() and isinstance(err, IndexError):  # nothing to stack
+            raise InputError(
+                f"{path} holds no readable DICOM image (its files named .dcm or marked DICM are not "
+                "valid DICOM); a series folder holds one file per slice"
+            ) from None
         raise InputError(
             f"{path} could not be read as {kind} ({type(err).__name__}: {err}); "
             "the file is damaged, incomplete or not a volume"

@@ -60,6 +60,8 @@ class ParallelBeamCT(Operator):
     """
 
     slice_axis = 0
+    #: parameters that change how the operator is computed, not what it is: free at reconstruction
+    implementation_parameters = ("projector", "memory_budget_gb")
 
     def __init__(
         self,
