@@ -224,3 +224,22 @@ def test_figures_draw_anatomy_upright(tmp_path):
     rows = panel.mean(axis=1)
     top, bottom = rows[: len(rows) // 3].mean(), rows[-len(rows) // 3 :].mean()
     assert top > bottom + 0.3
+
+
+def test_sigterm_during_a_run_leaves_no_file_and_no_lock(bundle, tmp_path, monkeypatch):
+    """A job scheduler's SIGTERM is handled as Ctrl-C: exit 130, nothing written, the lock gone."""
+    import os
+    import signal
+
+    import medrecon.api
+
+    def terminated_midway(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM should have stopped the run")
+
+    monkeypatch.setattr(medrecon.api, "reconstruct", terminated_midway)
+    before = signal.getsignal(signal.SIGTERM)
+    result = run("reconstruct", bundle, "-o", tmp_path / "r.nii.gz", "--sampler", "cg")
+    assert result.exit_code == 130 and "interrupted; nothing was written" in result.output
+    assert files_in(tmp_path) == ["m.h5"]  # no image, no sidecar, no r.nii.gz.lock
+    assert signal.getsignal(signal.SIGTERM) == before  # the CLI's handler does not outlive it
