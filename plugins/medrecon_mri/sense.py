@@ -40,6 +40,10 @@ class MultiCoilMRI(Operator):
     measurement's fully sampled centre, or simulated as birdcage maps for studies.
     """
 
+    #: how the image is modelled, not what was measured: free at reconstruction (a real-image
+    #: bundle may be reconstructed as a complex image, as scanner data are)
+    implementation_parameters = ("complex_image",)
+
     def __init__(
         self,
         shape: tuple[int, ...] | None = None,
