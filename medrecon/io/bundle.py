@@ -136,7 +136,7 @@ def _read_open_bundle(f: h5py.File, path: Path) -> Measurement:
         raise InputError(f"bundle {path}: attribute 'crop' must be [H, W] (positive integers), got {crop!r}")
     return Measurement(
         y=_dataset(f, "y", path),
-        operator=ComponentRecipe(str(_plain(op.attrs["name"])), params),
+        operator=ComponentRecipe(str(plain_value(op.attrs["name"])), params),
         noise_std=None if np.isnan(noise) else noise,
         arrays={k: _dataset(op, k, path, f"operator array '{k}'") for k in op},
         ground_truth=_dataset(f, "ground_truth", path) if "ground_truth" in f else None,
@@ -154,10 +154,9 @@ def _dataset(group: h5py.Group, key: str, path: Path, what: str | None = None) -
     if not isinstance(item, h5py.Dataset):
         raise InputError(f"bundle {path}: {what} must be a numeric dataset, but it is an HDF5 group")
     value = item[()]
-    if np.asarray(value).dtype.kind not in "biufc":
-        raise InputError(
-            f"bundle {path}: {what} must be numeric, got {np.asarray(value).dtype} ({_plain(value)!r:.40})"
-        )
+    kind = np.asarray(value).dtype
+    if kind.kind not in "biufc":
+        raise InputError(f"bundle {path}: {what} must be numeric, got {kind} ({plain_value(value)!r:.40})")
     return value
 
 
@@ -167,7 +166,7 @@ def _json_attr(attrs, key: str, what: str, default: Any = ...) -> Any:
         if default is ...:
             raise InputError(f"{what} is missing")
         return default
-    value = _plain(attrs[key])
+    value = plain_value(attrs[key])
     if not isinstance(value, str):
         raise InputError(f"{what} must be JSON text (as medrecon.save_bundle writes it), got {value!r:.60}")
     try:
@@ -177,7 +176,7 @@ def _json_attr(attrs, key: str, what: str, default: Any = ...) -> Any:
 
 
 def _noise_attr(value: Any, path: Path) -> float:
-    value = _plain(value)
+    value = plain_value(value)
     try:
         noise = float(value)
     except (TypeError, ValueError):
@@ -190,7 +189,8 @@ def _noise_attr(value: Any, path: Path) -> float:
     return noise
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """An HDF5 attribute as plain Python: bytes decoded, numpy values as lists or scalars."""
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     if hasattr(value, "tolist"):

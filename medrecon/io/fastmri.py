@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from medrecon.errors import InputError
+from medrecon.io.bundle import Measurement, plain_value
 from medrecon.recipe import ComponentRecipe
 
 OPERATOR = "mri-multicoil"
@@ -130,8 +131,6 @@ def affine(space: Space, shape: tuple[int, int, int]) -> np.ndarray:
 
 def read_fastmri(f: h5py.File, path: Path):
     """A fastMRI multi-coil file as a Measurement (see the module docstring)."""
-    from medrecon.io.bundle import Measurement
-
     kspace = f["kspace"]
     if not isinstance(kspace, h5py.Dataset) or kspace.ndim != 4:
         shape = getattr(kspace, "shape", "a group")
@@ -153,7 +152,7 @@ def read_fastmri(f: h5py.File, path: Path):
         raise InputError(f"{path}: mask has {cols.shape[0]} columns but k-space has {y.shape[-1]}")
     if not cols.any():
         raise InputError(f"{path}: k-space holds no sampled column (all zero)")
-    attrs = {"fastmri": {k: _plain(v) for k, v in f.attrs.items()}}
+    attrs = {"fastmri": {k: plain_value(v) for k, v in f.attrs.items()}}
     noise = estimate_noise_std(y, cols)
     if noise is not None:
         attrs["noise_std_source"] = (
@@ -162,7 +161,7 @@ def read_fastmri(f: h5py.File, path: Path):
         )
     crop, space_affine, truth = None, None, None
     if "ismrmrd_header" in f:
-        spaces = parse_header(_plain(f["ismrmrd_header"][()]), path)
+        spaces = parse_header(plain_value(f["ismrmrd_header"][()]), path)
         encoded, recon = spaces["encodedSpace"], spaces["reconSpace"]
         if tuple(y.shape[-2:]) != encoded.matrix[:2]:
             raise InputError(
@@ -216,7 +215,6 @@ def undersample(
     Measurement with k-space outside a `mask_type` line mask set to zero (the input is untouched).
     `center_fraction` defaults to fastMRI's: 0.08 at 4x, 0.04 at 8x (0.32 / acceleration)."""
     from medrecon.api import build_operator
-    from medrecon.io.bundle import Measurement
 
     if not isinstance(measurement, Measurement):
         raise InputError(
@@ -278,11 +276,3 @@ def undersample(
         arrays={**measurement.arrays, "mask": mask},
         attrs=attrs,
     )
-
-
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value

@@ -95,6 +95,12 @@ def load_nifti(path: str | Path) -> Volume:
             f"{path} could not be read as NIfTI ({type(err).__name__}: {err}); "
             "the file is damaged, truncated or not NIfTI"
         ) from None
+    return volume_from_voxels(data, img.affine.copy(), img.header, path)
+
+
+def volume_from_voxels(data: np.ndarray, affine: np.ndarray, header, path: Path) -> Volume:
+    """A Volume from float32 voxels in NIfTI's (i, j, k) order as any reader gives them: trailing
+    singleton axes dropped, a 2D image made one slice, checked 3D and finite, put in (D, H, W)."""
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 2:
@@ -103,7 +109,7 @@ def load_nifti(path: str | Path) -> Volume:
         raise InputError(f"{path} holds a {data.ndim}D image of shape {data.shape}; expected 2D or 3D")
     if not np.isfinite(data).all():
         raise InputError(f"{path} holds NaN or Inf voxels; a volume must be finite")
-    return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), img.affine.copy(), img.header, path)
+    return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), affine, header, path)
 
 
 def save_nifti(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.errors import InputError
-from medrecon.io.nifti import MAX_VOLUME_BYTES, Volume, is_nifti, load_nifti
+from medrecon.io.nifti import MAX_VOLUME_BYTES, Volume, is_nifti, load_nifti, volume_from_voxels
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
@@ -108,17 +108,9 @@ def load_volume(path: str | Path) -> Volume:
             "the file is damaged, incomplete or not a volume"
         ) from None
     data = np.asarray(data, dtype=np.float32)
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim == 2:
-        data = data[..., None]
-    if data.ndim != 3:
-        raise InputError(f"{path} holds a {data.ndim}D image of shape {data.shape}; expected 2D or 3D")
     if data.nbytes > MAX_VOLUME_BYTES:
         raise InputError(f"{path}: {data.nbytes / 2**30:.1f} GiB of voxels is more than medrecon reads")
-    if not np.isfinite(data).all():
-        raise InputError(f"{path} holds NaN or Inf voxels; a volume must be finite")
     affine = np.asarray(meta.get("affine", np.eye(4)), dtype=np.float64)
     if affine.shape != (4, 4):
         affine = np.eye(4)
-    return Volume(np.ascontiguousarray(data.transpose(2, 1, 0)), affine, None, path)
+    return volume_from_voxels(data, affine, None, path)
