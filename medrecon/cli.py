@@ -431,7 +431,14 @@ class _progress_bar:
     help="With --native: validation slab START:STOP (axial), guarded, apart from --holdout.",
 )
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Learning rate of this run.")
+@click.option(
+    "--lr-decay",
+    type=click.Choice(["constant", "cosine"]),
+    default="constant",
+    show_default=True,
+    help="cosine: lower the rate along a half cosine to 1% of --lr at --steps (e.g. to finish a resumed run).",
+)
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT.state.pt.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -454,6 +461,7 @@ def train_prior_command(
     validation,
     batch_size,
     lr,
+    lr_decay,
     checkpoint_every,
     resume,
     seed,
@@ -505,6 +513,7 @@ def train_prior_command(
             "steps": steps,
             "batch_size": batch_size,
             "lr": lr,
+            "lr_decay": lr_decay,
             "checkpoint_every": checkpoint_every,
             "seed": seed,
             "device": device,

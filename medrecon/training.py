@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -442,6 +443,7 @@ def fit_prior(
     steps: int = 1000,
     batch_size: int = 16,
     lr: float = 2e-4,
+    lr_decay: str = "constant",
     ema_decay: float = 0.999,
     checkpoint_every: int = 500,
     seed: int = 0,
@@ -454,12 +456,18 @@ def fit_prior(
     """Train a DDPM (epsilon prediction) on images (N, 1, S, S) in [-1, 1], or on the batches of a
     source (`sample(generator)` -> (B, 1, H, W)); write out.safetensors + out.json (EMA weights and
     prior card) and out.state.pt (to resume) every `checkpoint_every` steps. `card` entries are
-    merged into the prior card."""
+    merged into the prior card.
+
+    `lr` holds for this run, resumed or not (a resumed optimizer keeps its moments, not its rate).
+    `lr_decay="cosine"` lowers it along a half cosine from `lr` at this run's first step to 1% of
+    `lr` at `steps`: the usual way to end a training, and to finish one that was resumed."""
     from monai.networks.schedulers import DDPMScheduler
 
     from medrecon.device import resolve_device
 
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
+    if lr_decay not in LR_DECAYS:
+        raise InputError(f"--lr-decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")
     out = Path(out)
     dev = resolve_device(device)
     image_size = train.shape[-1] if isinstance(train, torch.Tensor) else None
@@ -484,6 +492,7 @@ def fit_prior(
         start_step, history = state["step"], state["history"]
         if start_step >= steps:
             raise InputError(f"{state_path} is already at step {start_step}; ask for more steps")
+    first_step = start_step
     amp = dev.type == "cuda"
     began = time.perf_counter()
     loss_value, val_loss = float("nan"), None
@@ -499,6 +508,9 @@ def fit_prior(
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss = torch.nn.functional.mse_loss(network(x_t, t).float(), eps)
+        rate = learning_rate(lr, lr_decay, step - first_step, steps - first_step)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -511,7 +523,9 @@ def fit_prior(
             progress(step + 1, steps, loss_value)
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
             val_loss = validation_loss(ema, validation, abar, seed) if len(validation) else None
-            history.append({"step": step + 1, "train_loss": loss_value, "validation_loss": val_loss})
+            history.append(
+                {"step": step + 1, "train_loss": loss_value, "validation_loss": val_loss, "lr": rate}
+            )
             card = {**_card(arch, image_size, intensity, data, step + 1, history), **(extra_card or {})}
             save_prior(out, ema, card)
             with atomic_path(state_path) as tmp:
@@ -529,6 +543,18 @@ def fit_prior(
     return TrainingReport(
         steps, loss_value, val_loss, time.perf_counter() - began, out.with_suffix(".json"), history
     )
+
+
+LR_DECAYS = ("constant", "cosine")
+
+
+def learning_rate(lr: float, decay: str, done: int, total: int) -> float:
+    """The learning rate after `done` of this run's `total` steps: constant, or a half cosine from
+    `lr` down to 1% of it."""
+    if decay == "constant" or total <= 1:
+        return lr
+    floor = 0.01 * lr
+    return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * done / (total - 1)))
 
 
 @torch.no_grad()

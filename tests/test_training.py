@@ -26,7 +26,7 @@ def volume(tmp_path_factory):
     return path
 
 
-def train(volume, out, steps, resume=False):
+def train(volume, out, steps, resume=False, **options):
     return train_prior(
         [volume],
         out,
@@ -38,6 +38,7 @@ def train(volume, out, steps, resume=False):
         architecture=ARCH,
         device="cpu",
         resume=resume,
+        **options,
     )
 
 
@@ -66,6 +67,16 @@ def test_resume_continues_exactly_where_training_stopped(volume, tmp_path):
     a = load_file(str(tmp_path / "straight.safetensors"))
     b = load_file(str(tmp_path / "resumed.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_takes_its_own_rate_and_decays_it_to_the_last_step(volume, tmp_path):
+    train(volume, tmp_path / "p", steps=5, lr=1e-3)
+    report = train(volume, tmp_path / "p", steps=15, resume=True, lr=1e-4, lr_decay="cosine")
+    rates = [entry["lr"] for entry in report.history]
+    assert rates[0] == pytest.approx(1e-3)  # the first run, constant
+    assert rates[1] < 1e-4 and rates[2] == pytest.approx(1e-6)  # resumed at 1e-4, at 1% by step 15
+    with pytest.raises(medrecon.InputError, match="--lr-decay must be one of constant, cosine"):
+        train(volume, tmp_path / "q", steps=5, lr_decay="linear")
 
 
 def test_bad_training_requests(volume, tmp_path):
