@@ -437,7 +437,7 @@ class _progress_bar:
     type=click.Choice(["constant", "cosine"]),
     default="constant",
     show_default=True,
-    help="cosine: lower the rate along a half cosine to 1% of --lr at --steps (e.g. to finish a resumed run).",
+    help="cosine: lower the rate along a half cosine to 1% of --lr at --steps (to finish a resumed run).",
 )
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT.state.pt.")
