@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--json PATH] [--volume held-out|template|FILE.nii.gz]
                                  [--case NAME ...] [--seeds N] [--slices N] [--device auto|cpu|cuda]
-                                 [--quick] [--posterior-mean K]
+                                 [--quick] [--posterior-mean K] [--weights CARD]
 
 Runs every case of `medrecon demo` (same operators, noise, methods and hyperparameters) for
 `--seeds` seeds (each seed draws new measurement noise, coil maps stay, and new sampler noise) and
@@ -113,6 +113,17 @@ def with_posterior_mean(case, k: int):
     return replace(case, methods=tuple(methods))
 
 
+def with_weights(case, weights: str):
+    """The case with every diffusion method's prior weights replaced (a name or a prior card)."""
+    methods = []
+    for method in case.methods:
+        if method.diffusion and method.recipe is not None and "prior" in method.recipe:
+            recipe = {**method.recipe, "prior": {**method.recipe["prior"], "weights": weights}}
+            method = replace(method, recipe=recipe)
+        methods.append(method)
+    return replace(case, methods=tuple(methods))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,6 +142,9 @@ def main() -> None:
         metavar="K",
         help="also run each DDS recipe as the mean of K samples (`samples = K`, K times the work)",
     )
+    parser.add_argument(
+        "--weights", help="another prior card (or shipped name) for the diffusion methods, to compare"
+    )
     args = parser.parse_args()
 
     truth, affine, description, seen = load_volume(args.volume)
@@ -138,6 +152,8 @@ def main() -> None:
         truth, affine = middle_slices(truth, affine, 2 if args.quick else args.slices)
         description += f", middle {len(truth)} slices"
     cases = select_cases(args.case, args.quick)
+    if args.weights:
+        cases = [with_weights(case, args.weights) for case in cases]
     if args.posterior_mean > 1:
         cases = [with_posterior_mean(case, args.posterior_mean) for case in cases]
     per_seed = []

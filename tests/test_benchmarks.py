@@ -54,14 +54,27 @@ def _run(script: str, *args: str, tmp_path) -> list[dict]:
     return json.loads(out.read_text())
 
 
-def test_gaussian_oracle_benchmark_writes_its_rows(tmp_path):
-    rows = _run("gaussian_oracle", "--samples", "8", "--size", "16", tmp_path=tmp_path)
-    names = [r["sampler"] for r in rows]
-    assert names[0] == "exact draws"
-    assert {"mmps", "pigdm", "pigdm (tweedie weight)", "dds", "dds (ddim eta)", "dps"} <= set(names)
-    keys = {"sampler", "mean_rel_error", "mean_rel_error_centred", "cov_rel_error", "w2", "w2_rel", "samples"}
+def test_gaussian_oracle_benchmark_writes_exact_and_sampled_rows(tmp_path):
+    args = ["--samples", "8", "--size", "16", "--steps", "30", "--sampled-steps", "20", "--sigma", "0.02"]
+    rows = _run("gaussian_oracle", *args, tmp_path=tmp_path)
+    assert rows[0]["sampler"] == "exact draws"
+    keys = {"sampler", "case", "sigma", "steps", "exact", "samples", "mean_rel_error_centred", "w2_rel"}
+    assert all(keys <= set(r) and r["case"] == "ct-texton" and r["sigma"] == 0.02 for r in rows)
+    exact = {r["sampler"] for r in rows if r["exact"]}
+    sampled = {r["sampler"] for r in rows if not r["exact"]}
+    assert exact == {
+        "dps (Alg. 8, alpha tuned)",
+        "pigdm (Tweedie weight = Alg. 8)",
+        "pigdm (published weight)",
+        "cgdm (mmps, CG to convergence)",
+    }
+    assert exact < sampled and {"mmps (defaults)", "dds (defaults)"} < sampled
     for r in rows:
-        assert keys <= set(r) and r["samples"] == 8
+        assert r["samples"] == (None if r["exact"] else 8)
+        assert 0 <= r["w2_rel"] < 50 and r["mean_rel_error_centred"] >= 0
+    cgdm = [r for r in rows if r["exact"] and r["sampler"].startswith("cgdm")]
+    assert sorted(r["steps"] for r in cgdm) == [20, 30]  # exact laws at --steps and --sampled-steps
+    assert all(r["mean_rel_error_centred"] < 1e-4 for r in cgdm)  # the exact conditional score
 
 
 def test_sampler_speed_benchmark_writes_its_rows(tmp_path):

@@ -170,7 +170,7 @@ class Gaussian(GaussianPrior):
     def posterior(self, problem: Problem) -> tuple[torch.Tensor, GaussianPosterior]:
         """The exact posterior: in closed form for a periodic blur (stationary), dense otherwise."""
         op, y, s2 = problem.operator, problem.y, problem.noise_std**2
-        transfer = _periodic_transfer(op) if self.kind == "stationary" else None
+        transfer = periodic_transfer(op) if self.kind == "stationary" else None
         if transfer is not None:
             p = self.spectrum(op.domain_shape[-2:], y.device)
             denom = transfer.abs() ** 2 * p + s2
@@ -213,7 +213,7 @@ def _dc(shape, device) -> torch.Tensor:
     return out
 
 
-def _periodic_transfer(op) -> torch.Tensor | None:
+def periodic_transfer(op) -> torch.Tensor | None:
     """The DFT of a periodic 2D blur's kernel on the image grid (its eigenvalues), else None."""
     if getattr(op, "boundary", None) != "periodic" or len(op.domain_shape) != 2 or op.kernel.ndim != 2:
         return None

@@ -244,11 +244,14 @@ class _LikelihoodGuided(DiffusionSampler):
     #: clamp x0_hat + correction to the prior's range (see clip_to_range)
     clip = False
 
-    def __init__(self, steps: int, samples: int, eta: float, cg_iterations: int):
+    def __init__(self, steps: int, samples: int, eta: float, cg_iterations: int, cg_tolerance: float = 0.0):
         super().__init__(steps, samples, eta)
-        if cg_iterations < 1:
-            raise InputError(f"cg_iterations must be >= 1, got {cg_iterations}")
-        self.cg_iterations = cg_iterations
+        check_parameters(
+            type(self).__name__.lower(),
+            cg_iterations=(cg_iterations, cg_iterations >= 1, ">= 1"),
+            cg_tolerance=(cg_tolerance, 0 <= cg_tolerance < 1, "in [0, 1)"),
+        )
+        self.cg_iterations, self.cg_tolerance = cg_iterations, cg_tolerance
 
     def covariance(self, tweedie: _Tweedie, a_t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -262,7 +265,9 @@ class _LikelihoodGuided(DiffusionSampler):
         def system(v: torch.Tensor) -> torch.Tensor:
             return s2 * v + op(self.covariance(tweedie, a_t, op.adjoint(v)))
 
-        return conjugate_gradient(system, residual, iterations=self.cg_iterations, batch_dims=1)
+        return conjugate_gradient(
+            system, residual, iterations=self.cg_iterations, tol=self.cg_tolerance, batch_dims=1
+        )
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op, y = problem.operator, problem.y
@@ -361,18 +366,24 @@ class MMPS(_LikelihoodGuided):
     1 / sqrt(a_t); `clip` (default on) clamps each corrected x0 to the prior's range widened by a
     quarter, as the DPS reference clamps x0_hat (measured, brain-axial, 70% missing pixels: -31.9 dB
     without at 100 steps, 25.6 dB with at 30). A Gaussian prior has no range: nothing is clamped.
-    Defaults: 100 steps, ancestral updates (eta = 1), 5 CG iterations as in the paper."""
+    `cg_iterations` bounds the CG solve (`cg_tolerance` > 0 also stops it once the relative residual
+    is that small). Defaults: 100 steps, ancestral updates (eta = 1) and 20 CG iterations, four times
+    the paper's 5: on the Gaussian oracle (CT texton, blur std 2 px, sigma 0.01, 200 samples) the
+    centred mean error is 2.5% at 5 and 10 iterations and 1.7% at 20, where the solve no longer
+    limits it (exact draws score 1.7%). Each CG iteration costs one vector-Jacobian product:
+    `cg_iterations = 5` is the paper's cheaper setting."""
 
     def __init__(
         self,
         steps: int = 100,
         samples: int = 1,
         eta: float = 1.0,
-        cg_iterations: int = 5,
+        cg_iterations: int = 20,
         clip: bool = True,
         grad_chunk: int = 0,
+        cg_tolerance: float = 0.0,
     ):
-        super().__init__(steps, samples, eta, cg_iterations)
+        super().__init__(steps, samples, eta, cg_iterations, cg_tolerance)
         self.grad_chunk = grad_chunk
         self.clip = clip
 
@@ -381,10 +392,19 @@ class MMPS(_LikelihoodGuided):
 
 
 class DPS(DiffusionSampler):
-    """Diffusion posterior sampling (Chung, Kim, Mccann, Klasky, Ye, ICLR 2023, Alg. 1): an ancestral
-    step from the unconditional x0_hat, then x_{t-1} -= zeta * grad_{x_t} ||y - A x0_hat(x_t)||.
-    zeta is an absolute step in the units of x_t: the gradient of ||y - A x0_hat|| scales with ||A||,
-    so a zeta for one operator's norm carries over to another as zeta * ||A_old|| / ||A_new||.
+    """Diffusion posterior sampling (Chung, Kim, Mccann, Klasky, Ye, ICLR 2023), in two forms:
+
+    - `rule = "chung"` (default, the paper's Algorithm 1 and the authors' code): an ancestral step
+      from the unconditional x0_hat, then x_{t-1} -= zeta * grad_{x_t} ||y - A x0_hat(x_t)||. zeta is
+      an absolute step in the units of x_t: the gradient of ||y - A x0_hat|| scales with ||A||, so a
+      zeta for one operator's norm carries over to another as zeta * ||A_old|| / ||A_new||.
+    - `rule = "gaussian"`: DPS's likelihood p(y | x_t) ~ N(A x0_hat, sigma^2 / alpha I) used as
+      a Gaussian likelihood approximation (Pierret and Galerne 2025, Algorithm 8 with C = sigma^2 /
+      alpha I): x0_post = x0_hat + (1 - a_t) / sqrt(a_t) * (alpha / sigma^2) J^T A^H (y - A x0_hat),
+      then the ancestral step from x0_post. Linear in y and the noises, so its output law on the
+      Gaussian oracle is computable exactly; alpha is its step (alpha = 1: the plain likelihood).
+      Needs noise_std > 0.
+
     The result is the final iterate, after the last step's guidance (as in the paper's algorithm).
     `clip` clamps x0_hat to the prior's range (widened by a quarter) before the ancestral step, as
     the authors' code clamps it to [-1, 1]; the gradient is taken through the unclamped estimate.
@@ -394,17 +414,38 @@ class DPS(DiffusionSampler):
     final_iterate = True
 
     def __init__(
-        self, steps: int = 1000, samples: int = 1, zeta: float = 0.5, clip: bool = False, grad_chunk: int = 0
+        self,
+        steps: int = 1000,
+        samples: int = 1,
+        zeta: float = 0.5,
+        clip: bool = False,
+        grad_chunk: int = 0,
+        rule: Literal["chung", "gaussian"] = "chung",
+        alpha: float = 1.0,
     ):
         super().__init__(steps, samples, eta=1.0)
+        check_parameters(
+            "dps",
+            zeta=(zeta, zeta >= 0, ">= 0"),
+            rule=(rule, rule in ("chung", "gaussian"), "'chung' or 'gaussian'"),
+            alpha=(alpha, alpha > 0, "> 0"),
+        )
         self.grad_chunk = grad_chunk
-        if zeta < 0:
-            raise InputError(f"zeta must be >= 0, got {zeta}")
-        self.zeta, self.clip = zeta, clip
+        self.zeta, self.clip, self.rule, self.alpha = zeta, clip, rule, alpha
+
+    def start(self, problem: Problem) -> None:
+        if self.rule == "gaussian" and not problem.noise_std > 0:
+            raise InputError("dps: rule 'gaussian' divides by the noise variance: it needs noise_std > 0")
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
         op, y = problem.operator, problem.y
         tw = _Tweedie(prior, x_t, t, self)
+        if self.rule == "gaussian":
+            x0 = tw.x0.detach()
+            score = self.alpha / problem.noise_std**2 * tw.vjp(op.adjoint(y - op(x0)))
+            x0_post = clip_to_range(x0 + (1 - a_t) / a_t.sqrt() * score, prior, self.clip)
+            x_prev = ddim_step(x0_post, noise_of(x_t, x0_post, a_t), a_t, a_prev, 1.0, noise)
+            return x_prev.detach(), x0_post.detach()
         x0 = clip_to_range(tw.x0.detach(), prior, self.clip)
         x_prev = ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, 1.0, noise)
         # one norm per chain; their sum has each chain's gradient
@@ -420,7 +461,10 @@ class DDS(DiffusionSampler):
     Krylov steps keep the update on the clean-data manifold), then the step to t - 1 from the
     refined x0 and the network's eps. No network gradient. `gamma` is in units of ||A||^2 (so one
     setting carries over between operators); the paper's noisy-data setting, (I + A^T A) x =
-    x0_hat + A^T y for ||A|| = 1, is gamma = 1, and gamma = 0 its noiseless one.
+    x0_hat + A^T y for ||A|| = 1, is gamma = 1, and gamma = 0 its noiseless one. The default,
+    gamma = None, is the reference's choice: 1 when the measurement has noise (noise_std > 0), else
+    0 (the unregularised CG steps then fit the noise: on the Gaussian oracle, sigma 0.02, a centred
+    mean error of 64% against 23% with gamma = 1). The demo's tuned recipes set gamma themselves.
     `eta_rule` = "dds" (default) is the paper's step, x_{t-1} = sqrt(a_{t-1}) x0 + sqrt(1 - a_{t-1})
     (eta z + sqrt(1 - eta^2) eps_hat) with fresh noise z; "ddim" is DDIM's eta (noise of eta times
     the DDPM posterior std).
@@ -434,7 +478,7 @@ class DDS(DiffusionSampler):
         samples: int = 1,
         eta: float = 0.85,
         cg_iterations: int = 5,
-        gamma: float = 0.0,
+        gamma: float | None = None,
         tv_z: float = 0.0,
         rho: float = 0.01,
         eta_rule: Literal["dds", "ddim"] = "dds",
@@ -447,7 +491,7 @@ class DDS(DiffusionSampler):
                 cg_iterations >= 1,
                 ">= 1 (with 0 the measurement would be ignored)",
             ),
-            gamma=(gamma, gamma >= 0, ">= 0"),
+            gamma=(gamma, gamma is None or gamma >= 0, ">= 0 (or None: 1 for noisy data, else 0)"),
             tv_z=(tv_z, tv_z >= 0, ">= 0"),
             rho=(rho, rho > 0, "> 0"),
             eta_rule=(eta_rule, eta_rule in ("dds", "ddim"), "'dds' or 'ddim'"),
@@ -459,9 +503,15 @@ class DDS(DiffusionSampler):
         if self.tv_z and len(problem.operator.domain_shape) != 3:
             raise InputError("dds with tv_z needs a volume (D, H, W): TV along z couples slices")
         self.state = TVSplitState()
-        needs_norm = self.tv_z or self.gamma
+        self.used_gamma = (1.0 if problem.noise_std > 0 else 0.0) if self.gamma is None else self.gamma
+        needs_norm = self.tv_z or self.used_gamma
         self.norm2 = operator_norm(problem.operator, iterations=20) ** 2 if needs_norm else 1.0
         self.aty = problem.operator.adjoint(problem.y)  # the same at every step
+
+    def iterate(self, problem, prior, *, seed=0):
+        result = yield from super().iterate(problem, prior, seed=seed)
+        result.info["dds_gamma"] = self.used_gamma
+        return result
 
     def step(self, refined, eps, a_t, a_prev, noise) -> torch.Tensor:
         """From the refined x0 to x_{t-1}, by the paper's rule or DDIM's."""
@@ -484,12 +534,12 @@ class DDS(DiffusionSampler):
                 weight=self.tv_z * self.norm2,
                 rho=self.rho * self.norm2,
                 cg_iterations=self.cg_iterations,
-                gamma=self.gamma * self.norm2,
+                gamma=self.used_gamma * self.norm2,
                 anchor=x0,
                 batch_dims=1,
             )
         else:
-            gamma = self.gamma * self.norm2
+            gamma = self.used_gamma * self.norm2
             refined = conjugate_gradient(
                 lambda v: op.gram(v) + gamma * v,
                 aty + gamma * x0,

@@ -71,8 +71,8 @@ def test_mmps_matches_the_exact_posterior_within_sampling_error(texture):
 def test_more_steps_bring_mmps_covariance_closer(texture):
     prior = Gaussian(texture=texture)
     problem, post = _problem(prior, blur_sigma=1.5, noise=0.02)
-    coarse = post.errors(MMPS(steps=50, samples=64).run(problem, prior, seed=0).samples)
-    fine = post.errors(MMPS(steps=500, samples=64).run(problem, prior, seed=0).samples)
+    coarse = post.errors(MMPS(steps=50, samples=64, cg_iterations=5).run(problem, prior, seed=0).samples)
+    fine = post.errors(MMPS(steps=500, samples=64, cg_iterations=5).run(problem, prior, seed=0).samples)
     assert fine["cov_rel_error"] < coarse["cov_rel_error"] and fine["w2"] < coarse["w2"]
 
 
@@ -153,3 +153,48 @@ def test_pigdm_exact_solve_for_a_periodic_blur_and_cg_fallback_that_says_so(
         result = PiGDM(steps=2, solver="exact").run(mri_problem, Gaussian(), seed=0)
     assert result.info["pigdm_solver"] == "cg (no exact solve for this operator)"
     assert "has no exact solve" in caplog.text
+
+
+def _law_problem(texture, noise=0.02):
+    from medrecon_priors.gaussian import periodic_transfer
+
+    prior = Gaussian(texture=texture)
+    problem, post = _problem(prior, blur_sigma=1.5, noise=noise)
+    inputs = {
+        "spectrum": prior.spectrum((16, 16)),
+        "prior_mean": prior.mu,
+        "transfer": periodic_transfer(problem.operator),
+        "y": problem.y,
+        "sigma": noise,
+        "alphas_cumprod": prior.alphas_cumprod,
+    }
+    return prior, problem, post, inputs
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "sampler"),
+    [
+        ("dps", {"alpha": 0.003}, DPS(steps=30, samples=64, rule="gaussian", alpha=0.003)),
+        ("pigdm", {}, PiGDM(steps=30, samples=64, weight="tweedie")),
+        ("pigdm-published", {}, PiGDM(steps=30, samples=64)),
+        ("cgdm", {}, MMPS(steps=30, samples=64, cg_iterations=100, cg_tolerance=1e-4)),
+    ],
+    ids=["dps-gaussian", "pigdm-tweedie", "pigdm-published", "mmps-exact-solve"],
+)
+def test_linear_samplers_follow_their_exact_law(texture, method, options, sampler):
+    """The samplers' K samples against the output law computed per frequency from the algorithm
+    (medrecon_priors.oracle_laws): mean and spectrum agree within what K samples allow."""
+    from medrecon_priors.oracle_laws import sampler_law
+
+    prior, problem, post, inputs = _law_problem(texture)
+    law = sampler_law(method, times=sampler.times(prior), **options, **inputs)
+    samples = sampler.run(problem, prior, seed=0).samples.double()
+    k = samples.shape[0]
+    mean_gap = float((samples.mean(0) - law.mean()).pow(2).sum())
+    assert mean_gap < 1.6 * float(law.variance.sum()) / k  # its expectation is sum(var) / K
+    spectrum = (torch.fft.fft2(samples - samples.mean(0), norm="ortho").abs() ** 2).sum(0) / (k - 1)
+    live = law.variance > 1e-9 * law.variance.max()  # the DC term of an ADSN prior has none
+    ratio = float((spectrum[live] / law.variance[live]).mean())
+    assert ratio == pytest.approx(1.0, abs=0.06)  # ~128 independent frequencies of ~63 dof each
+    # and the law is not the posterior: the check above tells samplers apart
+    assert float((law.variance - post.spectrum.double()).abs().max()) > 1e-5

@@ -40,7 +40,10 @@ def sparse_ct_volume():
 
 @pytest.mark.parametrize(
     ("with_tv", "without_tv"),
-    [(DiffusionMBIR(steps=100), DiffusionMBIR(steps=100, tv_z=0.0)), (DDS(tv_z=0.002), DDS())],
+    [
+        (DiffusionMBIR(steps=100), DiffusionMBIR(steps=100, tv_z=0.0)),
+        (DDS(tv_z=0.002, gamma=0.0), DDS(gamma=0.0)),  # the demo's unanchored data consistency
+    ],
     ids=["diffusion-mbir", "dds"],
 )
 def test_tv_along_z_makes_slice_wise_diffusion_coherent_across_slices(sparse_ct_volume, with_tv, without_tv):
