@@ -71,6 +71,10 @@ def check_output_set(
     """Refuse, before any work, an output that cannot be written or would lose something: a name
     that is not NIfTI, a missing or read-only folder, too little free space for `expected_bytes`,
     an input as output, or an earlier set at the same path (unless `overwrite`)."""
+    if not str(out).strip():
+        raise InputError("the output path is empty: give a file name such as recon.nii.gz")
+    if is_nifti(Path(out)) and not _stem_ext(Path(out))[0]:
+        raise InputError(f"output {out} has no name before its extension: give one, e.g. recon.nii.gz")
     out = check_output_path(out, list(inputs))
     if not is_nifti(out):
         raise InputError(

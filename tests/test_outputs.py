@@ -38,6 +38,15 @@ def test_a_bad_output_name_is_refused_before_any_work(bundle, tmp_path, monkeypa
     assert result.exit_code == 2 and "must end in .nii or .nii.gz" in result.output and not called
 
 
+def test_an_empty_or_nameless_output_is_refused(tmp_path):
+    with pytest.raises(medrecon.InputError, match="the output path is empty"):
+        check_output_set("")
+    for nameless in (tmp_path / ".nii.gz", tmp_path / ".nii"):
+        with pytest.raises(medrecon.InputError, match="has no name before its extension"):
+            check_output_set(nameless)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_read_only_folder_is_refused_before_any_work(bundle, tmp_path, monkeypatch):
     import tempfile
 
