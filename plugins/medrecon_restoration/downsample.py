@@ -44,11 +44,17 @@ class Downsample(Operator):
         if method not in ("block", "gaussian"):
             raise InputError(f"method must be 'block' or 'gaussian', got {method!r}")
         axes = shape[-dims:]
+        if any(n < factor for n in axes):
+            raise InputError(
+                f"image size {axes} is smaller than the downsampling factor {factor} on the "
+                f"downsampled axes: the result would be empty; use a factor <= {min(axes)}"
+            )
         if any(n % factor for n in axes):
-            fixed = [n - n % factor for n in axes]
+            cropped = tuple(n - n % factor for n in axes)
+            padded = tuple(-(-n // factor) * factor for n in axes)
             raise InputError(
                 f"image size {axes} is not a multiple of factor {factor} on the downsampled axes: "
-                f"crop or pad to e.g. {tuple(fixed)}"
+                f"crop to {cropped} or pad to {padded}"
             )
         self.factor, self.method, self.dims = int(factor), method, int(dims)
         self.sigma = factor / 2 if sigma is None else float(sigma)

@@ -76,8 +76,12 @@ def test_downsampling_matches_the_established_peers():
 
 
 def test_bad_geometries_say_what_would_fit():
-    with pytest.raises(medrecon.InputError, match=r"not a multiple of factor 4.*e.g. \(232, 196\)"):
+    with pytest.raises(
+        medrecon.InputError, match=r"not a multiple of factor 4.*crop to \(232, 196\) or pad to \(236, 200\)"
+    ):
         Downsample((233, 197), factor=4)
+    with pytest.raises(medrecon.InputError, match=r"smaller than the downsampling factor 8.*factor <= 6"):
+        Downsample((2, 6, 6), factor=8)
     with pytest.raises(medrecon.InputError, match="missing must be a fraction"):
         Inpainting((8, 8), missing=1.5)
     with pytest.raises(medrecon.InputError, match=r"mask shape \(8, 7\) does not match the image"):
