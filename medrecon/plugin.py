@@ -96,6 +96,8 @@ class PluginHost:
 
     manager: pluggy.PluginManager = field(default_factory=lambda: pluggy.PluginManager(PROJECT))
     failed: list[FailedPlugin] = field(default_factory=list)
+    #: entry points left out by $MEDRECON_DISABLE_PLUGINS (or `disabled`)
+    disabled: list[str] = field(default_factory=list)
     _providers: dict[str, Provider] = field(default_factory=dict)
     _components: dict[str, dict[str, Component]] | None = None
 
@@ -133,6 +135,7 @@ class PluginHost:
                 continue
             if ep.name in disabled or (dist is not None and dist in disabled):
                 log.info("plugin '%s' disabled", ep.name)
+                host.disabled.append(ep.name)
                 continue
             try:
                 plugin = ep.load()
@@ -213,8 +216,14 @@ class PluginHost:
         found = self.components[kind].get(name)
         if found is None:
             valid = self.components[kind]
+            missing = []
+            if self.disabled:
+                missing.append(f"plugins disabled by {DISABLE_ENV}: {listing(self.disabled)}")
+            if self.failed:
+                missing.append(f"plugins that failed to load: {listing([f.plugin for f in self.failed])}")
+            hint = f" ({'; '.join(missing)}: it may come from one of them)" if missing else ""
             raise PluginError(
-                f"no {kind} named '{name}'{suggest(name, valid)}; installed {kind}s: {listing(valid)}"
+                f"no {kind} named '{name}'{suggest(name, valid)}; installed {kind}s: {listing(valid)}" + hint
             )
         return found
 

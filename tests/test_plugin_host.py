@@ -116,4 +116,6 @@ def test_disabled_plugins_are_not_loaded(monkeypatch):
     host = PluginHost.from_entry_points()
     assert "mri-multicoil" not in host.components["operator"]
     assert "cg" in host.components["sampler"]
+    with pytest.raises(medrecon.PluginError, match="plugins disabled by MEDRECON_DISABLE_PLUGINS: 'mri'"):
+        host.get("operator", "mri-multicoil")
     assert PluginHost.from_entry_points(disabled=[]).get("operator", "mri-multicoil")
