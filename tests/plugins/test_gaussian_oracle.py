@@ -198,3 +198,16 @@ def test_linear_samplers_follow_their_exact_law(texture, method, options, sample
     assert ratio == pytest.approx(1.0, abs=0.06)  # ~128 independent frequencies of ~63 dof each
     # and the law is not the posterior: the check above tells samplers apart
     assert float((law.variance - post.spectrum.double()).abs().max()) > 1e-5
+
+
+def test_dds_takes_the_references_gamma_for_noisy_data_and_dps_gaussian_needs_noise(texture):
+    prior = Gaussian(texture=texture)
+    problem, _ = _problem(prior, blur_sigma=1.5, noise=0.02)
+    noiseless = medrecon.Problem(problem.operator, problem.y, 0.0)
+    assert DDS(steps=3).run(problem, prior).info["dds_gamma"] == 1.0
+    assert DDS(steps=3).run(noiseless, prior).info["dds_gamma"] == 0.0
+    assert DDS(steps=3, gamma=0.5).run(problem, prior).info["dds_gamma"] == 0.5
+    with pytest.raises(medrecon.InputError, match="rule 'gaussian' divides by the noise variance"):
+        DPS(steps=3, rule="gaussian").run(noiseless, prior)
+    with pytest.raises(medrecon.InputError, match="dps: rule must be 'chung' or 'gaussian'"):
+        DPS(rule="tweedie")
