@@ -59,6 +59,18 @@ def test_tv_along_z_makes_slice_wise_diffusion_coherent_across_slices(sparse_ct_
     assert z_variation(coherent) < 0.6 * z_variation(independent)
 
 
+def test_diffusion_mbir_in_the_papers_predictor_corrector_form(sparse_ct_volume):
+    truth, problem = sparse_ct_volume
+    prior = Gaussian(correlation=1.0, variance=0.1, mean=0.2)
+    result = DiffusionMBIR(steps=30, form="paper").run(problem, prior, seed=0)
+    assert result.info["mbir_form"] == "paper" and result.info["nfe"] == 60  # predictor + corrector
+    assert result.image.shape == truth.shape and torch.isfinite(result.image).all()
+    again = DiffusionMBIR(steps=30, form="paper").run(problem, prior, seed=0)
+    torch.testing.assert_close(result.image, again.image)
+    with pytest.raises(medrecon.InputError, match="form must be 'vp' or 'paper'"):
+        DiffusionMBIR(form="ve")
+
+
 def test_tv_z_samplers_refuse_2d_images(host):
     from medrecon_deconv import Convolution
 
