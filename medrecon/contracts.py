@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import copy
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -336,10 +337,14 @@ class Sampler(abc.ABC):
     def run_steps(
         self, problem: Problem, prior: Prior | None = None, *, seed: int = 0
     ) -> Generator[Step, None, Reconstruction]:
-        """`iterate` with the pairing checked first and `seconds` / `seed` put into `info`."""
+        """`iterate` with the pairing checked first and `seconds` / `seed` put into `info`.
+
+        The run works on a shallow copy of the sampler: what `iterate` keeps while it runs (warm-started
+        ADMM variables, a seeded generator, cached A^H y) never lands on the configured instance, so
+        one instance can run twice, even at once, and is the same recipe afterwards."""
         check_compatible(self, problem.operator, prior)
         start = time.perf_counter()
-        result = yield from self.iterate(problem, prior, seed=seed)
+        result = yield from copy.copy(self).iterate(problem, prior, seed=seed)
         result.info.setdefault("seconds", time.perf_counter() - start)
         result.info.setdefault("seed", seed)
         return result

@@ -211,3 +211,17 @@ def test_dds_takes_the_references_gamma_for_noisy_data_and_dps_gaussian_needs_no
         DPS(steps=3, rule="gaussian").run(noiseless, prior)
     with pytest.raises(medrecon.InputError, match="dps: rule must be 'chung' or 'gaussian'"):
         DPS(rule="tweedie")
+
+
+def test_a_sampler_instance_keeps_no_run_state_and_runs_twice_at_once(texture):
+    prior = Gaussian(texture=texture)
+    problem, _ = _problem(prior, blur_sigma=1.5, noise=0.02)
+    sampler = DDS(steps=5, tv_z=0.0)
+    before = dict(vars(sampler))
+    from medrecon.contracts import drive
+
+    first, second = sampler.run_steps(problem, prior, seed=1), sampler.run_steps(problem, prior, seed=1)
+    next(first), next(second), next(first)  # interleaved, as two napari runs of one recipe would be
+    a, b = drive(first), drive(second)
+    torch.testing.assert_close(a.image, b.image)
+    assert vars(sampler) == before  # nothing the run kept is left on the recipe
