@@ -20,7 +20,7 @@ Rows, per noise level:
   C = (1 - a) A A^T + sigma^2 I), PiGDM with the published implementations' weight, and CGDM
   (C = A Cov(x0 | x_t) A^T + sigma^2 I: MMPS with its CG solve run to convergence).
 - Samplers that are not linear, sampled only: MMPS at its defaults (100 steps, CG iterations as
-  set), DPS with Chung's rule (the project's `dps`), DDS at its defaults.
+  set), DPS with Chung's rule (the project's `dps`), DDS at its defaults and with gamma = 1.
 Each row: sampler, case, sigma, steps, exact, samples, mean_rel_error, mean_rel_error_centred
 (||m - m_post|| / ||m_post - mu||: the prior mean alone scores 1), cov_rel_error, w2, w2_rel
 (W2 / sqrt(tr Sigma_post)), nfe_per_sample, seconds, and where the issue's independent exact
@@ -142,7 +142,8 @@ def run_case(args, sigma: float) -> list[dict]:
     nonlinear = {
         "mmps (defaults)": MMPS(samples=args.samples),
         "dps (Chung's rule, defaults)": DPS(samples=args.samples),
-        "dds (defaults)": DDS(samples=args.samples),
+        "dds (defaults, gamma 0)": DDS(samples=args.samples),
+        "dds (gamma 1, the reference's)": DDS(samples=args.samples, gamma=1.0),
     }
     for name, sampler in nonlinear.items():
         rows.append(sampled_row(name, sampler, problem, prior, posterior, args, common, {}))
