@@ -39,8 +39,7 @@ import torch
 import medrecon
 from medrecon_deconv import Convolution
 from medrecon_priors import Gaussian
-from medrecon_priors.gaussian import periodic_transfer
-from medrecon_priors.oracle_laws import law_errors, sampler_law, tune_dps_alpha
+from medrecon_priors.oracle_laws import law_errors, law_inputs, sampler_law, tune_dps_alpha
 from medrecon_samplers import DDS, DPS, MMPS, PiGDM
 
 #: the seed's figures (issue 12, from an independent exact computation), sigma 0.01
@@ -129,16 +128,9 @@ def run_case(args, sigma: float) -> list[dict]:
             "seconds": round(time.perf_counter() - start, 2),
         }
     )
-    law_inputs = {
-        "spectrum": prior.spectrum(shape),
-        "prior_mean": prior.mu,
-        "transfer": periodic_transfer(op),
-        "y": y,
-        "sigma": sigma,
-        "alphas_cumprod": prior.alphas_cumprod,
-    }
+    inputs = law_inputs(prior, problem)
     for steps in sorted({args.steps, args.sampled_steps}, reverse=True):
-        rows += linear_rows(args, steps, prior, problem, posterior, law_inputs, common)
+        rows += linear_rows(args, steps, prior, problem, posterior, inputs, common)
     nonlinear = {
         "mmps (defaults)": MMPS(samples=args.samples),
         "dps (Chung's rule, defaults)": DPS(samples=args.samples),
@@ -150,14 +142,14 @@ def run_case(args, sigma: float) -> list[dict]:
     return rows
 
 
-def linear_rows(args, steps, prior, problem, posterior, law_inputs, common) -> list[dict]:
+def linear_rows(args, steps, prior, problem, posterior, inputs, common) -> list[dict]:
     """The linear samplers' exact laws at `steps`, and their samples where steps = --sampled-steps."""
     times = DPS(steps=steps).times(prior)
 
     def dps_w2(alpha: float) -> float:
         """Exact W2 of DPS-Alg. 8 at alpha; inf where its iterate exceeds 10x the unit scale on
         the way (a transient that ends finite in exact arithmetic but not in float32)."""
-        law = sampler_law("dps", times=times, alpha=alpha, **law_inputs)
+        law = sampler_law("dps", times=times, alpha=alpha, **inputs)
         value = law_errors(law, posterior, prior.mu)["w2_rel"]
         return value if np.isfinite(value) and law.peak_std <= MAX_PEAK_STD else float("inf")
 
@@ -165,7 +157,7 @@ def linear_rows(args, steps, prior, problem, posterior, law_inputs, common) -> l
     rows = []
     for name, (method, options, sampler) in linear_samplers(steps, args.samples, alpha).items():
         start = time.perf_counter()
-        law = sampler_law(method, times=sampler.times(prior), **options, **law_inputs)
+        law = sampler_law(method, times=sampler.times(prior), **options, **inputs)
         seed = args.case == "ct-texton" and common["sigma"] == 0.01 and steps == 1000
         extra = {"alpha": round(alpha, 5)} if method == "dps" else {}
         rows.append(

@@ -229,8 +229,6 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     from medrecon.outputs import check_writable, output_lock
 
     check_writable(out.parent)
-    if out.exists() and not overwrite:
-        raise RecipeError(f"bundle {out} exists; give --overwrite to replace it, or choose another path")
     rec = _apply_overrides(Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name)
     if rec.operator is None:
         raise RecipeError("name the operator: --operator NAME or --recipe FILE with an [operator] table")

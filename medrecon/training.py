@@ -492,7 +492,6 @@ def fit_prior(
         start_step, history = state["step"], state["history"]
         if start_step >= steps:
             raise InputError(f"{state_path} is already at step {start_step}; ask for more steps")
-    first_step = start_step
     amp = dev.type == "cuda"
     began = time.perf_counter()
     loss_value, val_loss = float("nan"), None
@@ -508,7 +507,7 @@ def fit_prior(
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss = torch.nn.functional.mse_loss(network(x_t, t).float(), eps)
-        rate = learning_rate(lr, lr_decay, step - first_step, steps - first_step)
+        rate = learning_rate(lr, lr_decay, step - start_step, steps - start_step)
         for group in optimizer.param_groups:
             group["lr"] = rate
         optimizer.zero_grad(set_to_none=True)

@@ -88,18 +88,25 @@ class GaussianPosterior:
         m = samples.mean(dim=0)
         n = m.numel()
         p_emp = (torch.fft.fft2(samples - m).abs() ** 2).sum(dim=0) / (n * (k - 1))
-        p = self.spectrum
-        w2 = ((m - self.mean).pow(2).sum() + (p_emp.sqrt() - p.sqrt()).pow(2).sum()).sqrt()
+        return {**self.gaussian_errors(m, p_emp, prior_mean), "samples": k}
+
+    def gaussian_errors(
+        self, mean: torch.Tensor, spectrum: torch.Tensor, prior_mean: torch.Tensor | float | None = None
+    ) -> dict[str, float]:
+        """The figures of `errors` for a stationary Gaussian N(mean, spectrum in the DFT basis):
+        an empirical one (from samples) or a sampler's exact output law (medrecon_priors.oracle_laws).
+        Computed in the precision of `mean`."""
+        exact, p = self.mean.to(mean.dtype), self.spectrum.to(spectrum.dtype)
+        w2 = ((mean - exact).pow(2).sum() + (spectrum.sqrt() - p.sqrt()).pow(2).sum()).sqrt()
         out = {
-            "mean_rel_error": float((m - self.mean).norm() / self.mean.norm()),
-            "cov_rel_error": float((p_emp - p).norm() / p.norm()),
+            "mean_rel_error": float((mean - exact).norm() / exact.norm()),
+            "cov_rel_error": float((spectrum - p).norm() / p.norm()),
             "w2": float(w2),
             "w2_rel": float(w2 / p.sum().sqrt()),
-            "samples": k,
         }
         if prior_mean is not None:
-            centred = (self.mean - torch.as_tensor(prior_mean, dtype=self.mean.dtype)).norm()
-            out["mean_rel_error_centred"] = float((m - self.mean).norm() / centred.clamp_min(1e-30))
+            centred = (exact - torch.as_tensor(prior_mean, dtype=exact.dtype)).norm()
+            out["mean_rel_error_centred"] = float((mean - exact).norm() / centred.clamp_min(1e-30))
         return out
 
 

@@ -125,19 +125,23 @@ def sampler_law(
     return Law(mean, var, peak)
 
 
-def law_errors(law: Law, posterior, prior_mean: float) -> dict[str, float]:
-    """The figures `GaussianPosterior.errors` estimates from samples, computed exactly for a law."""
-    m = law.mean()
-    exact = posterior.mean.double()
-    p_out, p = law.variance, posterior.spectrum.double()
-    w2 = ((m - exact).pow(2).sum() + (p_out.sqrt() - p.sqrt()).pow(2).sum()).sqrt()
+def law_inputs(prior, problem) -> dict:
+    """What `sampler_law` needs of a Gaussian prior and a periodic-blur problem, besides the times."""
+    from medrecon_priors.gaussian import periodic_transfer
+
     return {
-        "mean_rel_error": float((m - exact).norm() / exact.norm()),
-        "mean_rel_error_centred": float((m - exact).norm() / (exact - prior_mean).norm()),
-        "cov_rel_error": float((p_out - p).norm() / p.norm()),
-        "w2": float(w2),
-        "w2_rel": float(w2 / p.sum().sqrt()),
+        "spectrum": prior.spectrum(tuple(problem.operator.domain_shape)),
+        "prior_mean": prior.mu,
+        "transfer": periodic_transfer(problem.operator),
+        "y": problem.y,
+        "sigma": problem.noise_std,
+        "alphas_cumprod": prior.alphas_cumprod,
     }
+
+
+def law_errors(law: Law, posterior, prior_mean: float) -> dict[str, float]:
+    """`GaussianPosterior.errors`' figures, computed exactly for a law."""
+    return posterior.gaussian_errors(law.mean(), law.variance, prior_mean)
 
 
 def tune_dps_alpha(w2_of, low: float = 1e-5, high: float = 10.0, per_decade: int = 4) -> float:

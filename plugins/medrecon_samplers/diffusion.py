@@ -221,6 +221,14 @@ def _ancestral(owner, prior, x_t, t, a_t, a_prev, noise):
     return tw, x0, ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, 1.0, noise)
 
 
+def posterior_step(x_t, x0, score, a_t, a_prev, eta, noise, prior, clip):
+    """Tweedie's formula with a posterior score, x0_post = x0_hat + (1 - a_t) / sqrt(a_t) * score
+    (clamped if `clip`), then the DDIM step of `eta` from x0_post: (x_{t-1}, x0_post)."""
+    x0_post = clip_to_range(x0 + (1 - a_t) / a_t.sqrt() * score, prior, clip)
+    x_prev = ddim_step(x0_post, noise_of(x_t, x0_post, a_t), a_t, a_prev, eta, noise)
+    return x_prev.detach(), x0_post.detach()
+
+
 def clip_to_range(x0: torch.Tensor, prior: DiffusionPrior, clip: bool) -> torch.Tensor:
     """x0 estimates clamped to the prior's intensity range widened by a quarter on each side (the
     reference DPS and BlindDPS code clamp to [-1, 1]); unchanged without `clip` or a known range.
@@ -275,9 +283,7 @@ class _LikelihoodGuided(DiffusionSampler):
         x0 = tw.x0.detach()
         w = self.solve(problem, tw, a_t, y - op(x0))
         score = tw.vjp(op.adjoint(w))
-        x0_post = clip_to_range(x0 + (1 - a_t) / a_t.sqrt() * score, prior, self.clip)
-        eps_post = noise_of(x_t, x0_post, a_t)
-        return ddim_step(x0_post, eps_post, a_t, a_prev, self.eta, noise).detach(), x0_post.detach()
+        return posterior_step(x_t, x0, score, a_t, a_prev, self.eta, noise, prior, self.clip)
 
 
 class PiGDM(_LikelihoodGuided):
@@ -443,9 +449,7 @@ class DPS(DiffusionSampler):
         if self.rule == "gaussian":
             x0 = tw.x0.detach()
             score = self.alpha / problem.noise_std**2 * tw.vjp(op.adjoint(y - op(x0)))
-            x0_post = clip_to_range(x0 + (1 - a_t) / a_t.sqrt() * score, prior, self.clip)
-            x_prev = ddim_step(x0_post, noise_of(x_t, x0_post, a_t), a_t, a_prev, 1.0, noise)
-            return x_prev.detach(), x0_post.detach()
+            return posterior_step(x_t, x0, score, a_t, a_prev, 1.0, noise, prior, self.clip)
         x0 = clip_to_range(tw.x0.detach(), prior, self.clip)
         x_prev = ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, 1.0, noise)
         # one norm per chain; their sum has each chain's gradient
@@ -505,14 +509,13 @@ class DDS(DiffusionSampler):
         if self.tv_z and len(problem.operator.domain_shape) != 3:
             raise InputError("dds with tv_z needs a volume (D, H, W): TV along z couples slices")
         self.state = TVSplitState()
-        self.used_gamma = self.gamma
-        needs_norm = self.tv_z or self.used_gamma
+        needs_norm = self.tv_z or self.gamma
         self.norm2 = operator_norm(problem.operator, iterations=20) ** 2 if needs_norm else 1.0
         self.aty = problem.operator.adjoint(problem.y)  # the same at every step
 
     def iterate(self, problem, prior, *, seed=0):
         result = yield from super().iterate(problem, prior, seed=seed)
-        result.info["dds_gamma"] = self.used_gamma
+        result.info["dds_gamma"] = self.gamma
         return result
 
     def step(self, refined, eps, a_t, a_prev, noise) -> torch.Tensor:
@@ -536,12 +539,12 @@ class DDS(DiffusionSampler):
                 weight=self.tv_z * self.norm2,
                 rho=self.rho * self.norm2,
                 cg_iterations=self.cg_iterations,
-                gamma=self.used_gamma * self.norm2,
+                gamma=self.gamma * self.norm2,
                 anchor=x0,
                 batch_dims=1,
             )
         else:
-            gamma = self.used_gamma * self.norm2
+            gamma = self.gamma * self.norm2
             refined = conjugate_gradient(
                 lambda v: op.gram(v) + gamma * v,
                 aty + gamma * x0,

@@ -156,19 +156,11 @@ def test_pigdm_exact_solve_for_a_periodic_blur_and_cg_fallback_that_says_so(
 
 
 def _law_problem(texture, noise=0.02):
-    from medrecon_priors.gaussian import periodic_transfer
+    from medrecon_priors.oracle_laws import law_inputs
 
     prior = Gaussian(texture=texture)
     problem, post = _problem(prior, blur_sigma=1.5, noise=noise)
-    inputs = {
-        "spectrum": prior.spectrum((16, 16)),
-        "prior_mean": prior.mu,
-        "transfer": periodic_transfer(problem.operator),
-        "y": problem.y,
-        "sigma": noise,
-        "alphas_cumprod": prior.alphas_cumprod,
-    }
-    return prior, problem, post, inputs
+    return prior, problem, post, law_inputs(prior, problem)
 
 
 @pytest.mark.parametrize(
