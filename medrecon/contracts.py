@@ -160,6 +160,9 @@ class DiffusionPrior(Prior):
     slice_batch: int = 8
     #: whether a complex image is taken as two real images, its real and imaginary parts
     complex_parts: bool = False
+    #: whether samplers take a complex image's smooth background phase out before the prior sees
+    #: it (the prior then works on a nearly real, magnitude-like image; see medrecon.intensity)
+    remove_phase: bool = False
     #: the in-plane pixel size (mm) the prior was trained at, when known: reconstructions of data
     #: more than 25% away from it are warned about
     pixel_spacing: tuple[float, float] | None = None

@@ -337,7 +337,10 @@ class Diffusion(NetworkPrior):
     loads): weights by shipped name ("brain-1mm": brain MRI at 1 mm, any size,
     real or complex; "brain-axial": axial brain slices at 64 x 64, 2.8 mm), by path to a prior card,
     or a MONAI bundle folder. `data_range` overrides the training intensity range (bundles do not
-    state one; the default for them is [-1, 1])."""
+    state one; the default for them is [-1, 1]). `phase` (complex images): "remove" takes the
+    image's smooth background phase out before the prior sees it, estimated from the central
+    k-space of a CG estimate, and puts it back after; "keep" gives the prior the real and
+    imaginary parts as they are."""
 
     def __init__(
         self,
@@ -346,9 +349,12 @@ class Diffusion(NetworkPrior):
         slice_batch: int = 8,
         data_range: tuple[float, float] | None = None,
         kind: Literal["image", "kernel"] = "image",
+        phase: Literal["remove", "keep"] = "remove",
     ):
         if kind not in ("image", "kernel"):
             raise InputError(f"kind must be 'image' or 'kernel', got {kind!r}")
+        if phase not in ("remove", "keep"):
+            raise InputError(f"phase must be 'remove' or 'keep', got {phase!r}")
         if is_monai_bundle(weights):
             loaded = load_bundle_prior(weights, slice_axis, slice_batch, data_range or (-1.0, 1.0))
         else:
@@ -379,3 +385,4 @@ class Diffusion(NetworkPrior):
             complex_parts=loaded.complex_parts,
             pixel_spacing=loaded.pixel_spacing,
         )
+        self.remove_phase = phase == "remove"

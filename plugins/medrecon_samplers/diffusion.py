@@ -105,7 +105,10 @@ class DiffusionSampler(Sampler):
         intensity = None
         if data_range is not None:
             background = getattr(prior, "background", None)
-            intensity = estimate_intensity_map(problem, data_range, background=background)
+            demodulate = bool(getattr(prior, "remove_phase", False))
+            intensity = estimate_intensity_map(
+                problem, data_range, background=background, demodulate=demodulate
+            )
         self.intensity = intensity
         if intensity is not None:  # the prior sees its training range; the result is mapped back
             problem = intensity.to_model(problem)
