@@ -91,14 +91,14 @@ class PhaseModulated(Operator):
 def background_phase(image: torch.Tensor, fraction: float = PHASE_LOWPASS) -> torch.Tensor:
     """The smooth phase of a complex image (..., H, W): the angle of its low-pass version, a Hann
     window over the central `fraction` of k-space along each in-plane axis."""
-    h, w = image.shape[-2:]
-    window = torch.ones((), device=image.device)
-    for axis, n in ((-2, h), (-1, w)):
+
+    def hann(n: int) -> torch.Tensor:
         k = torch.arange(n, device=image.device) - n // 2
         half = max(fraction * n / 2, 1.0)
-        hann = torch.where(k.abs() < half, 0.5 + 0.5 * torch.cos(torch.pi * k / half), 0.0)
-        window = window * (hann[:, None] if axis == -2 else hann[None, :])
-    low = ifft2c(fft2c(image.to(torch.complex64)) * window)
+        return torch.where(k.abs() < half, 0.5 + 0.5 * torch.cos(torch.pi * k / half), 0.0)
+
+    h, w = image.shape[-2:]
+    low = ifft2c(fft2c(image.to(torch.complex64)) * (hann(h)[:, None] * hann(w)[None, :]))
     return torch.angle(low).float()
 
 

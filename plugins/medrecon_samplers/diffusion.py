@@ -105,9 +105,8 @@ class DiffusionSampler(Sampler):
         intensity = None
         if data_range is not None:
             background = getattr(prior, "background", None)
-            demodulate = bool(getattr(prior, "remove_phase", False))
             intensity = estimate_intensity_map(
-                problem, data_range, background=background, demodulate=demodulate
+                problem, data_range, background=background, demodulate=prior.remove_phase
             )
         self.intensity = intensity
         if intensity is not None:  # the prior sees its training range; the result is mapped back
