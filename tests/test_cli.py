@@ -216,3 +216,20 @@ def test_the_installed_console_script_runs():
     )
     assert proc.returncode == 0, proc.stderr
     assert any(c["name"] == "mri-multicoil" for c in json.loads(proc.stdout)["components"])
+
+
+def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback():
+    import shutil
+    import signal
+    import time
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "medrecon"
+    script = str(script) if script.exists() else shutil.which("medrecon")
+    assert script, "the medrecon console script is not installed beside this Python"
+    proc = subprocess.Popen([script, "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.4)  # inside the imports of torch and MONAI (about 1.6 s on 2 cores)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err

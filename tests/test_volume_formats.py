@@ -1,5 +1,6 @@
 """Volumes in the formats people have (through MONAI's readers): a DICOM CT series written with
-pydicom, NRRD; each as float32 (D, H, W) with a RAS affine, in the API, the CLI and napari."""
+pydicom, NRRD, MetaImage (.mha / .mhd through ITK); each as float32 (D, H, W) with a RAS affine, in
+the API, the CLI and napari."""
 
 from __future__ import annotations
 
@@ -80,6 +81,29 @@ def test_nrrd_volumes_read_with_their_affine(tmp_path):
     expected = np.eye(4)
     expected[:3, :3], expected[:3, 3] = np.diag([0.8, 0.9, 3.0]), [10, 20, 30]
     np.testing.assert_allclose(vol.affine, lps_to_ras @ expected)
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".mhd"])
+def test_metaimage_volumes_read_with_their_affine(tmp_path, suffix):
+    import itk  # the test extra installs itk-io, as "medrecon[itk]" does for users
+
+    data = np.random.default_rng(0).random((7, 9, 11)).astype(np.float32)  # numpy (k, j, i)
+    image = itk.image_from_array(data)
+    image.SetSpacing([0.8, 0.9, 3.0])  # (i, j, k), in mm
+    image.SetOrigin([10.0, 20.0, 30.0])  # LPS, as ITK writes patient coordinates
+    itk.imwrite(image, str(tmp_path / f"v{suffix}"))
+    vol = medrecon.load_volume(tmp_path / f"v{suffix}")
+    assert vol.data.dtype == np.float32
+    np.testing.assert_array_equal(vol.data, data)
+    expected = np.diag([-0.8, -0.9, 3.0, 1.0])  # LPS turned to RAS: x and y flip sign
+    expected[:3, 3] = [-10.0, -20.0, 30.0]
+    np.testing.assert_allclose(vol.affine, expected)
+    # and it goes through the CLI's simulate like any volume, its affine kept in the bundle
+    out = tmp_path / "mri.h5"
+    args = ["simulate", tmp_path / f"v{suffix}", "--operator", "mri-multicoil", "-p", "coils=2", "-o", out]
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(medrecon.load_bundle(out).affine, expected)
 
 
 def test_unknown_formats_and_missing_extras_are_named(tmp_path, monkeypatch):

@@ -40,6 +40,7 @@ class ReconstructWidget(QWidget):
         self.viewer = napari_viewer
         self.host = default_host()
         self.worker = None
+        self.activity = None  # the run's bar in napari's activity dock
         from medrecon.presets import presets
 
         names = {kind: sorted(self.host.components[kind]) for kind in ("operator", "prior", "sampler")}
@@ -221,6 +222,7 @@ class ReconstructWidget(QWidget):
         if measurement is not None:
             recipe.pop("operator", None)
         self._set_running(True)
+        self._open_activity(recipe["sampler"]["name"])
         self.status.value = self._device_note()
         self.worker = create_worker(
             _work,
@@ -265,6 +267,7 @@ class ReconstructWidget(QWidget):
         self.run_button.enabled = not running
         self.cancel_button.enabled = running
         if not running:
+            self._close_activity()
             self.worker_done()
 
     def worker_done(self) -> None:
@@ -276,8 +279,31 @@ class ReconstructWidget(QWidget):
     def _on_step(self, step) -> None:
         self.progress.max = step.total
         self.progress.value = step.index + 1
+        self._report_activity(step)
         if step.estimate is not None and (step.index % PREVIEW_EVERY == 0 or step.index + 1 == step.total):
             self._show("medrecon preview", step.estimate, self.source.value)
+
+    def _open_activity(self, sampler: str) -> None:
+        """The run's bar in napari's activity dock (its length known from the first step); the
+        dock's cancel button cancels the run."""
+        from napari.utils import cancelable_progress
+
+        self.activity = cancelable_progress(total=0, desc=f"medrecon {sampler}")
+
+    def _report_activity(self, step) -> None:
+        bar = self.activity  # updating the bar may process events, the run's end among them
+        if bar is None:
+            return
+        if bar.total != step.total:
+            bar.total = step.total
+        bar.update(step.index + 1 - bar.n)
+        if bar.is_canceled:
+            self.cancel()
+
+    def _close_activity(self) -> None:
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
 
     def _on_result(self, layer, result) -> None:
         from napari.utils.notifications import show_error

@@ -80,6 +80,26 @@ def test_cancel_stops_within_a_step_and_adds_nothing(viewer_with_widget, qtbot):
     assert "cancelled" in widget.status.value
 
 
+def test_the_run_shows_in_the_activity_dock_and_cancels_from_there(viewer_with_widget, qtbot):
+    from napari.utils import progress
+
+    viewer, widget, _ = viewer_with_widget
+    widget.operator.value = "mri-multicoil"
+    widget.prior.value = "gaussian"
+    widget.sampler.value = "dds"
+    widget.forms["sampler"]["steps"].value = 1000
+    widget.device.value = "cpu"
+    widget.start()
+    qtbot.waitUntil(lambda: widget.progress.value >= 2, timeout=30_000)
+    [bar] = [p for p in progress._all_instances if p.desc.startswith("medrecon")]
+    assert bar.desc == "medrecon dds" and bar.total == 1000 and bar.n >= 2
+    bar.cancel()  # what the activity dock's cancel button does
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
+    assert widget.progress.value < 1000 and "cancelled" in widget.status.value
+    assert bar not in progress._all_instances  # the dock's bar is gone with the run
+    assert "phantom dds" not in viewer.layers
+
+
 def test_errors_become_notifications_and_the_viewer_stays_usable(viewer_with_widget, qtbot):
     viewer, widget, _ = viewer_with_widget
     widget.operator.value = "ct-parallel"  # phantom slices are square: fine; ask for a bad pairing instead
