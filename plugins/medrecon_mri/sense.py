@@ -186,16 +186,18 @@ class MultiCoilMRI(Operator):
         if _recording(x):
             return self.adjoint(self.forward(x))
         items = x.reshape(-1, *self.domain_shape)
-        out = torch.zeros(items.shape[0], *self.domain_shape, dtype=torch.complex64, device=x.device)
+        real = not self.domain_dtype.is_complex  # then only the real part is kept, contiguous
+        dtype = torch.float32 if real else torch.complex64
+        out = torch.zeros(items.shape[0], *self.domain_shape, dtype=dtype, device=x.device)
         weight, dims = self._gram_weight, self._gram_dims
         for item, image in zip(items, out, strict=True):
             for at_x, at_k, at_mask in self._parts(x.device):
                 maps = self.coil_maps[at_k]
                 k = torch.fft.fftn(item[at_x].unsqueeze(-3) * maps, dim=dims, norm="ortho")
                 coil_images = torch.fft.ifftn(k.mul_(weight[at_mask]), dim=dims, norm="ortho")
-                image[at_x] += coil_images.mul_(maps.conj()).sum(dim=-3)
-        out = out.reshape(x.shape)
-        return out if self.domain_dtype.is_complex else out.real
+                summed = coil_images.mul_(maps.conj()).sum(dim=-3)
+                image[at_x] += summed.real if real else summed
+        return out.reshape(x.shape)
 
     def _gram_setup(self) -> None:
         """|M|^2 in uncentered FFT order, and the FFT axes the Gram operator needs."""
