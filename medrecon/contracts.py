@@ -54,6 +54,12 @@ class Operator(torch.nn.Module, abc.ABC):
         """A^+ y (the minimum-norm x with A x = y) where the structure gives it exactly, else None."""
         return None
 
+    def inverse_variance(self, y: torch.Tensor, noise_std: float) -> torch.Tensor | None:
+        """Per-element inverse variance of the noise in y where it is not white (counting noise:
+        CT with `photons`), for likelihoods that weight the residual; None (the default) for white
+        Gaussian noise of `noise_std`."""
+        return None
+
     @property
     def has_svd(self) -> bool:
         """Whether `svd()` is available (a decomposition samplers such as ΠGDM exploit)."""
@@ -208,11 +214,14 @@ class GaussianPrior(DiffusionPrior):
 
 @dataclass
 class Problem:
-    """A measurement y of an unknown x through `operator`, with white noise of std `noise_std`."""
+    """A measurement y of an unknown x through `operator`, with white noise of std `noise_std`;
+    where the operator models noise that is not white (counting noise), `inverse_variance` holds
+    its per-element inverse variance (from `operator.inverse_variance` unless given)."""
 
     operator: Operator
     y: torch.Tensor
     noise_std: float
+    inverse_variance: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.noise_std, int | float) or not 0 <= self.noise_std < float("inf"):
@@ -224,6 +233,8 @@ class Problem:
         if not torch.isfinite(self.y).all():
             bad = int((~torch.isfinite(self.y)).sum())
             raise InputError(f"measurement y holds {bad} NaN or Inf value(s); it must be finite")
+        if self.inverse_variance is None:
+            self.inverse_variance = self.operator.inverse_variance(self.y, self.noise_std)
 
 
 @dataclass

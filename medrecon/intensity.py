@@ -38,7 +38,9 @@ class IntensityMap:
         op = problem.operator if self.phase is None else PhaseModulated(problem.operator, self.phase)
         ones = torch.ones(op.domain_shape, dtype=op.domain_dtype, device=problem.y.device)
         y = (problem.y - op(ones) * self.offset) / self.scale
-        return Problem(op, y, problem.noise_std / self.scale)
+        weight = problem.inverse_variance  # of the physical y: the model's residual is 1 / scale of it
+        weight = None if weight is None else weight * self.scale**2
+        return Problem(op, y, problem.noise_std / self.scale, inverse_variance=weight)
 
     def to_physical(self, z: torch.Tensor) -> torch.Tensor:
         x = z * self.scale + self.offset

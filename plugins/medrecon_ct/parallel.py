@@ -151,6 +151,15 @@ class ParallelBeamCT(Operator):
         photon_noise = (-torch.log(counts / self.photons) - clean.double()).float()
         return y + photon_noise.to(y.device)
 
+    def inverse_variance(self, y: torch.Tensor, noise_std: float) -> torch.Tensor | None:
+        """1 / (noise_std^2 + 1 / counts) per bin with `photons`: the log of Poisson counts has
+        variance ~ 1 / counts, counts estimated from y itself as photons * exp(-y) (the
+        statistical weights of penalised weighted least squares); None without `photons`."""
+        if self.photons is None:
+            return None
+        counts = (self.photons * torch.exp(-y.double())).clamp_min(0.5)  # the half-count floor
+        return (1.0 / (noise_std**2 + 1.0 / counts)).to(y.dtype)
+
     def describe(self) -> dict:
         return {
             "views": self.views,

@@ -413,6 +413,13 @@ class DPS(DiffusionSampler):
       Gaussian oracle is computable exactly; alpha is its step (alpha = 1: the plain likelihood).
       Needs noise_std > 0.
 
+    `noise_model = "poisson"` is the paper's Poisson variant (its Algorithm 2: the residual's norm
+    weighted by the inverse noise variance Lambda) for measurements with counting noise: the
+    operator gives Lambda (`inverse_variance`; for CT with `photons`, the log of Poisson counts has
+    variance 1 / counts, so Lambda = photons * exp(-y), the weights of penalised weighted least
+    squares; the paper's 1 / (2 y) is for counts observed directly). With rule "chung" Lambda is
+    normalised to mean 1 (the step is scale free); with rule "gaussian" it replaces 1 / sigma^2.
+
     The result is the final iterate, after the last step's guidance (as in the paper's algorithm).
     `clip` clamps x0_hat to the prior's range (widened by a quarter) before the ancestral step, as
     the authors' code clamps it to [-1, 1]; the gradient is taken through the unclamped estimate.
@@ -430,6 +437,7 @@ class DPS(DiffusionSampler):
         grad_chunk: int = 0,
         rule: Literal["chung", "gaussian"] = "chung",
         alpha: float = 1.0,
+        noise_model: Literal["gaussian", "poisson"] = "gaussian",
     ):
         super().__init__(steps, samples, eta=1.0)
         check_parameters(
@@ -437,27 +445,45 @@ class DPS(DiffusionSampler):
             zeta=(zeta, zeta >= 0, ">= 0"),
             rule=(rule, rule in ("chung", "gaussian"), "'chung' or 'gaussian'"),
             alpha=(alpha, alpha > 0, "> 0"),
+            noise_model=(noise_model, noise_model in ("gaussian", "poisson"), "'gaussian' or 'poisson'"),
         )
         self.grad_chunk = grad_chunk
         self.zeta, self.clip, self.rule, self.alpha = zeta, clip, rule, alpha
+        self.noise_model = noise_model
 
     def start(self, problem: Problem) -> None:
-        if self.rule == "gaussian" and not problem.noise_std > 0:
+        self.weight = None  # Lambda of the Poisson variant (None: white noise)
+        if self.noise_model == "poisson":
+            inverse_variance = problem.inverse_variance
+            if inverse_variance is None:
+                raise InputError(
+                    f"dps: noise_model 'poisson' needs an operator with counting noise (such as "
+                    f"ct-parallel with photons); {type(problem.operator).__name__} here has white "
+                    "Gaussian noise: use noise_model 'gaussian'"
+                )
+            scale = inverse_variance.mean() if self.rule == "chung" else 1.0
+            self.weight = inverse_variance / scale
+        elif self.rule == "gaussian" and not problem.noise_std > 0:
             raise InputError("dps: rule 'gaussian' divides by the noise variance: it needs noise_std > 0")
 
     def update(self, problem, prior, x_t, t, a_t, a_prev, noise):
-        op, y = problem.operator, problem.y
+        op, y, weight = problem.operator, problem.y, self.weight
         tw = _Tweedie(prior, x_t, t, self)
         if self.rule == "gaussian":
             x0 = tw.x0.detach()
-            score = self.alpha / problem.noise_std**2 * tw.vjp(op.adjoint(y - op(x0)))
+            residual = y - op(x0)
+            weighted = residual / problem.noise_std**2 if weight is None else weight * residual
+            score = self.alpha * tw.vjp(op.adjoint(weighted))
             return posterior_step(x_t, x0, score, a_t, a_prev, 1.0, noise, prior, self.clip)
         x0 = clip_to_range(tw.x0.detach(), prior, self.clip)
         x_prev = ddim_step(x0, noise_of(x_t, x0, a_t), a_t, a_prev, 1.0, noise)
-        # one norm per chain; their sum has each chain's gradient
-        grad = tw.grad_of(
-            lambda z: torch.linalg.vector_norm((y - op(z)).reshape(self.samples, -1), dim=1).sum()
-        )
+        root = None if weight is None else weight.sqrt()
+
+        def residual_norms(z):  # one norm per chain; their sum has each chain's gradient
+            residual = y - op(z) if root is None else root * (y - op(z))
+            return torch.linalg.vector_norm(residual.reshape(self.samples, -1), dim=1).sum()
+
+        grad = tw.grad_of(residual_norms)
         return (x_prev - self.zeta * grad).detach(), x0
 
 

@@ -126,6 +126,39 @@ def test_poisson_noise_follows_the_photon_count():
     torch.testing.assert_close(few.simulate(x, 0.0, seed=1), few.simulate(x, 0.0, seed=1))
 
 
+def test_the_inverse_variance_of_photon_counting_data_matches_its_noise():
+    x = torch.zeros(32, 32)
+    x[6:26, 6:26] = 0.1  # line integrals from 0 to ~2.8: counts vary 16-fold across the sinogram
+    op = ParallelBeamCT((32, 32), views=30, photons=2e3)
+    clean = op(x)
+    draws = torch.stack([op.simulate(x, 0.01, seed=s) for s in range(300)])
+    measured = draws.var(dim=0)
+    expected = 1.0 / op.inverse_variance(clean, 0.01)  # Poisson on the log plus the Gaussian part
+    ratio = (measured / expected).flatten()
+    assert 0.85 < float(ratio.median()) < 1.15 and float(ratio.quantile(0.9)) < 1.5
+    assert float(expected.max() / expected.min()) > 8  # the weights do vary along the rays
+    assert ParallelBeamCT((32, 32), views=30).inverse_variance(clean, 0.01) is None  # white noise
+
+
+def test_dps_weights_photon_counting_data_in_the_prior_s_units():
+    from medrecon.intensity import IntensityMap
+    from medrecon_priors import Gaussian
+    from medrecon_samplers import DPS
+
+    x = torch.zeros(16, 16)
+    x[4:12, 4:12] = 0.2
+    op = ParallelBeamCT((16, 16), views=12, photons=1e3)
+    problem = medrecon.Problem(op, op.simulate(x, 0.0, seed=0), 0.0)
+    torch.testing.assert_close(problem.inverse_variance, op.inverse_variance(problem.y, 0.0))
+    model = IntensityMap(scale=0.1, offset=0.0, source="test").to_model(problem)
+    # residuals in model units are 10x those in y's: their inverse variance is 100x smaller
+    torch.testing.assert_close(model.inverse_variance, problem.inverse_variance * 0.01)
+    prior = Gaussian(kind="diagonal", mean=0.1, variance=0.01)
+    poisson = DPS(steps=5, noise_model="poisson").run(problem, prior, seed=0).image
+    gaussian = DPS(steps=5).run(problem, prior, seed=0).image
+    assert torch.isfinite(poisson).all() and not torch.allclose(poisson, gaussian)
+
+
 def test_simulate_and_reconstruct_through_the_registry(host, phantom):
     m = medrecon.simulate(phantom, {"name": "ct-parallel", "views": 60}, noise_std=0.01, seed=0, host=host)
     assert m.y.shape == (8, 60, 46) and m.arrays["angles"].shape == (60,)

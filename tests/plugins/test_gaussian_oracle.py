@@ -208,6 +208,8 @@ def test_dds_reports_its_gamma_and_dps_gaussian_needs_noise(texture):
         DPS(steps=3, rule="gaussian").run(noiseless, prior)
     with pytest.raises(medrecon.InputError, match="dps: rule must be 'chung' or 'gaussian'"):
         DPS(rule="tweedie")
+    with pytest.raises(medrecon.InputError, match="noise_model 'poisson' needs an operator with counting"):
+        DPS(steps=3, noise_model="poisson").run(problem, prior)  # a blur with white noise
 
 
 def test_a_sampler_instance_keeps_no_run_state_and_runs_twice_at_once(texture):
