@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Literal
 
 import torch
 
@@ -49,7 +50,7 @@ class KernelFrame:
     and normalised to sum one."""
 
     def __init__(self, prior: DiffusionPrior, kernel_shape: tuple[int, int]):
-        card = getattr(prior, "card", {}) or {}
+        card = prior.card or {}
         data = (card.get("training") or {}).get("data")
         if not isinstance(data, dict) or data.get("kind") != "kernel":
             raise InputError("blind-dps: kernel_prior must be a kernel prior (train-prior --kernels)")
@@ -104,6 +105,16 @@ class BlindDPS(Sampler):
     to 0.01. With fewer steps, zeta must grow about as 1 / steps (as for DPS). The image's intensity
     map comes from the measurement (a blur keeps intensities), so the unknown true kernel is never
     used. `extras["kernel"]` is the estimate (and `kernel_std` over several samples).
+
+    `form = "reference"` is the authors' code (BlindDPS/blind-dps, `BlindDPS.p_sample_loop` and
+    `blind_condition_methods.py`): the gradient goes through the clipped estimates (x0_hat to the
+    prior's range, k0_hat to [-1, 1]), the L1 term acts on the normalised kernel, and both steps
+    are `zeta` (and `kernel_zeta`) times sqrt(alpha_bar_t), growing from ~0 to the constant at the
+    last step (their code's comment: more stable than the paper's constant step); 1 and 1 at 1000
+    steps as there. A kernel clipped at zero and normalised sums to one, so that L1 term is
+    constant: the reference has, in effect, no kernel regulariser. `form = "medrecon"` (default)
+    is the variant above: constant steps, gradient through the unclipped estimates, L1 on the
+    kernel image.
     """
 
     requires = (BLIND_OPERATOR, DIFFUSION_PRIOR)
@@ -116,14 +127,17 @@ class BlindDPS(Sampler):
         kernel_zeta: float = 0.3,
         l1: float = 0.01,
         kernel_prior: str = "motion-kernels",
+        form: Literal["medrecon", "reference"] = "medrecon",
     ):
         if samples < 1:
             raise InputError(f"blind-dps: samples must be >= 1, got {samples}")
         if zeta < 0 or kernel_zeta < 0 or l1 < 0:
             raise InputError("blind-dps: zeta, kernel_zeta and l1 must be >= 0")
+        if form not in ("medrecon", "reference"):
+            raise InputError(f"blind-dps: form must be 'medrecon' or 'reference', got {form!r}")
         self.steps, self.samples = steps, samples
         self.zeta, self.kernel_zeta, self.l1 = zeta, kernel_zeta, l1
-        self.kernel_prior = kernel_prior
+        self.kernel_prior, self.form = kernel_prior, form
 
     def iterate(
         self, problem: Problem, prior: DiffusionPrior, *, seed: int = 0
@@ -135,7 +149,7 @@ class BlindDPS(Sampler):
         frame = KernelFrame(kprior, kernel_shape)
         if len(kprior.alphas_cumprod) != len(prior.alphas_cumprod):
             raise InputError("blind-dps: the image and kernel priors must share the number of time steps")
-        data_range = getattr(prior, "data_range", None)
+        data_range = prior.data_range
         if data_range is None:  # a prior in physical units
             intensity = IntensityMap(1.0, 0.0, "none: the image prior works in physical units")
         else:
@@ -154,6 +168,8 @@ class BlindDPS(Sampler):
         k = torch.randn(k_shape, generator=gen).to(device)
         y_model = y / scale
         slices = op.domain_shape[0] if len(op.domain_shape) == 3 else 1
+        reference = self.form == "reference"
+        lo, hi = data_range or (-float("inf"), float("inf"))
         for i, t in enumerate(times):
             t_prev = times[i + 1] if i + 1 < len(times) else None
             ax, ak = abar_x[t], abar_k[t]
@@ -165,21 +181,24 @@ class BlindDPS(Sampler):
                 k_leaf = k.detach().requires_grad_(True)
                 x0 = prior.predict_x0(x_leaf, t)
                 k0 = kprior.predict_x0(k_leaf.reshape(-1, *frame.frame), t).reshape(k_shape)
+                if reference:  # the gradient goes through the clipped estimates
+                    x0, k0 = x0.clamp(lo, hi), k0.clamp(-1.0, 1.0)
                 kernel = frame.kernel(k0)
                 # the data term in model units: (y - k * (s x0 + o)) / s, one norm per chain and slice
                 residual = y_model - op.forward(x0 + offset / scale, kernel)
                 norms = torch.linalg.vector_norm(residual.reshape(k_count, slices, -1), dim=2)
-                loss = norms.sum() + self.l1 * slices * frame.magnitude(k0).sum()
+                sparsity = kernel if reference else frame.magnitude(k0)
+                loss = norms.sum() + self.l1 * slices * sparsity.abs().sum()
                 gx, gk = torch.autograd.grad(loss, (x_leaf, k_leaf))
                 gk = gk / slices  # the shared kernel sees the mean over slices
             # Tweedie estimates clipped to the priors' ranges before the ancestral step, as the
             # reference implementation does (clip_denoised): without it short runs blew up
-            lo, hi = data_range or (-float("inf"), float("inf"))
             x0, k0 = x0.detach().clamp(lo, hi), k0.detach().clamp(-1.0, 1.0)
             x_noise = torch.randn(x_shape, generator=gen).to(device)
             k_noise = torch.randn(k_shape, generator=gen).to(device)
-            x = ddim_step(x0, noise_of(x, x0, ax), ax, ax_prev, 1.0, x_noise) - self.zeta * gx
-            k = ddim_step(k0, noise_of(k, k0, ak), ak, ak_prev, 1.0, k_noise) - self.kernel_zeta * gk
+            growth = ax.sqrt() if reference else 1.0  # the reference's zeta_t = sqrt(alpha_bar_t)
+            x = ddim_step(x0, noise_of(x, x0, ax), ax, ax_prev, 1.0, x_noise) - self.zeta * growth * gx
+            k = ddim_step(k0, noise_of(k, k0, ak), ak, ak_prev, 1.0, k_noise) - self.kernel_zeta * growth * gk
             yield Step(i, len(times), intensity.to_physical(x0).mean(dim=0))
         image = intensity.to_physical(x0)
         kernels = frame.kernel(k0).reshape(k_count, *kernel_shape)
@@ -188,6 +207,7 @@ class BlindDPS(Sampler):
             "steps": len(times),
             "samples": k_count,
             "kernel_prior": self.kernel_prior,
+            "form": self.form,
             "intensity": intensity.describe(),
         }
         extras = {"kernel": kernels.mean(dim=0)}

@@ -94,6 +94,21 @@ def test_blind_dps_returns_an_image_and_a_valid_kernel(kernel_prior, blurred, ho
     assert not torch.equal(result.image, other.image)
 
 
+def test_blind_dps_offers_the_reference_code_s_form(kernel_prior, blurred, host):
+    truth, m = blurred
+    result = medrecon.reconstruct(blind_dps(kernel_prior, form="reference"), m, seed=1, host=host)
+    kernel = result.extras["kernel"]
+    assert result.info["form"] == "reference" and torch.isfinite(result.image).all()
+    assert float(kernel.min()) >= 0 and float(kernel.sum()) == pytest.approx(1.0, abs=1e-5)
+    plain = medrecon.reconstruct(blind_dps(kernel_prior), m, seed=1, host=host)
+    assert plain.info["form"] == "medrecon" and not torch.equal(result.image, plain.image)
+    # its L1 term acts on the normalised kernel, which sums to one: no effect at all, as there
+    no_l1 = medrecon.reconstruct(blind_dps(kernel_prior, form="reference", l1=0.0), m, seed=1, host=host)
+    torch.testing.assert_close(no_l1.image, result.image, atol=1e-5, rtol=1e-4)
+    with pytest.raises(medrecon.InputError, match=r"'form' of sampler 'blind-dps' expects 'medrecon' \|"):
+        medrecon.reconstruct(blind_dps(kernel_prior, form="paper"), m, host=host)
+
+
 def test_blind_dps_draws_samples_with_a_kernel_each(kernel_prior, blurred, host):
     _, m = blurred
     result = medrecon.reconstruct(blind_dps(kernel_prior, samples=3), m, seed=0, host=host)
