@@ -17,6 +17,7 @@ import torch
 
 from medrecon.contracts import (
     CancelFn,
+    DiffusionPrior,
     Operator,
     Prior,
     Problem,
@@ -241,9 +242,9 @@ def reconstruct_steps(
     sampler.name = sampler.name or recipe.sampler.name
     problem = Problem(operator, y, sigma)
     warnings, notes = [], []
-    orient = getattr(prior, "orient", None)
-    if callable(orient) and measurement.affine is not None and len(operator.domain_shape) == 3:
-        note = orient(measurement.affine)  # slices as the prior was trained on them
+    volume = len(operator.domain_shape) == 3
+    if isinstance(prior, DiffusionPrior) and measurement.affine is not None and volume:
+        note = prior.orient(measurement.affine)  # slices as the prior was trained on them
         if note:
             log.info(note)
             notes.append(note)
@@ -355,13 +356,15 @@ def in_plane_spacing(affine: np.ndarray, slice_axis: int, ndim: int) -> tuple[fl
 
 def spacing_warning(prior: Prior | None, affine: np.ndarray | None, ndim: int) -> str | None:
     """A sentence when the data's in-plane pixel size is more than 25% from the prior's, else None."""
-    trained = getattr(prior, "pixel_spacing", None)
+    if not isinstance(prior, DiffusionPrior):  # only a trained prior knows its pixel size
+        return None
+    trained = prior.pixel_spacing
     if trained is None or affine is None or ndim not in (2, 3):
         return None
-    data = in_plane_spacing(affine, getattr(prior, "slice_axis", 0), ndim)
+    data = in_plane_spacing(affine, prior.slice_axis, ndim)
     if all(abs(d / t - 1) <= SPACING_TOLERANCE for d, t in zip(data, trained, strict=True)):
         return None
-    name = getattr(prior, "card", {}).get("name") or type(prior).__name__
+    name = prior.card.get("name") or type(prior).__name__
     return (
         f"the data's in-plane pixel size ({data[0]:.3g} x {data[1]:.3g} mm) is more than "
         f"{SPACING_TOLERANCE:.0%} away from the {trained[0]:.3g} x {trained[1]:.3g} mm prior {name!r} was "

@@ -111,10 +111,26 @@ class Operator(torch.nn.Module, abc.ABC):
 
 
 class BlindOperator(Operator):
-    """An operator with unknown parameters (a blur kernel): `forward(x, params)`."""
+    """An operator with unknown parameters (a blur kernel): `forward(x, params)`, linear in x for
+    given params and in params for a given x. Blind samplers call all of the methods below."""
+
+    @property
+    @abc.abstractmethod
+    def params_shape(self) -> tuple[int, ...]:
+        """Shape of the unknown parameters (the kernel)."""
 
     @abc.abstractmethod
-    def forward(self, x: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor: ...
+    def forward(self, x: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor:
+        """A(params) x; without params, with the operator's own (simulated or known) ones."""
+
+    @abc.abstractmethod
+    def adjoint(self, y: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor:
+        """A(params)^H y."""
+
+    @abc.abstractmethod
+    def adjoint_kernel(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The adjoint of params -> A(params) x at the image x, applied to y: the gradient in the
+        parameters of <A(params) x, y> (summed over a batch of images)."""
 
 
 def gaussian_noise(
@@ -172,6 +188,13 @@ class DiffusionPrior(Prior):
     #: the in-plane pixel size (mm) the prior was trained at, when known: reconstructions of data
     #: more than 25% away from it are warned about
     pixel_spacing: tuple[float, float] | None = None
+    #: the intensity range the prior was trained on (samplers map the measurement's intensities
+    #: onto it, see medrecon.intensity), or None for a prior in physical units
+    data_range: tuple[float, float] | None = None
+    #: the training data's background level in that range (an MRI's air), when known
+    background: float | None = None
+    #: the prior card (name, data, architecture, training), or {} for a prior without one
+    card: dict[str, Any] = {}
 
     @property
     @abc.abstractmethod
@@ -181,6 +204,12 @@ class DiffusionPrior(Prior):
     @abc.abstractmethod
     def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """The noise estimate eps(x_t, t)."""
+
+    def orient(self, affine: Any) -> str | None:
+        """Apply the prior to a volume stored with this NIfTI affine in the orientation it was
+        trained on (results stay on the input's grid); a sentence saying what was done, or None
+        if nothing had to be (the default: a prior without a trained orientation)."""
+        return None
 
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """Tweedie's estimate E[x0 | x_t]."""

@@ -184,7 +184,7 @@ class NetworkPrior(DiffusionPrior, torch.nn.Module):
 
 def complex_refusal(prior: DiffusionPrior) -> str:
     """Why a prior cannot take a complex image, and what would."""
-    name = getattr(prior, "card", {}).get("name") or type(prior).__name__
+    name = prior.card.get("name") or type(prior).__name__
     return (
         f"prior {name!r} models real images only (its card does not say it was trained on real and "
         "imaginary parts, intensity.complex); for complex images use a prior that was, such as "

@@ -94,19 +94,17 @@ class DiffusionSampler(Sampler):
     ) -> Generator[Step, None, Reconstruction]:
         op = problem.operator
         self.dtype = op.domain_dtype
-        if self.dtype.is_complex and not getattr(prior, "complex_parts", False):
+        if self.dtype.is_complex and not prior.complex_parts:
             raise InputError(
                 f"the image is complex but prior {type(prior).__name__} models real images only (it was "
                 "not trained on real and imaginary parts): use a prior that was, such as the "
                 "diffusion prior's 'brain-1mm' weights, or an operator with complex_image = false"
             )
         times = self.times(prior)
-        data_range = getattr(prior, "data_range", None)
         intensity = None
-        if data_range is not None:
-            background = getattr(prior, "background", None)
+        if prior.data_range is not None:
             intensity = estimate_intensity_map(
-                problem, data_range, background=background, demodulate=prior.remove_phase
+                problem, prior.data_range, background=prior.background, demodulate=prior.remove_phase
             )
         self.intensity = intensity
         if intensity is not None:  # the prior sees its training range; the result is mapped back
@@ -183,7 +181,7 @@ class _Tweedie:
         self.chunk = owner.grad_chunk if x_t.ndim >= 4 else 0
         self.x_t = x_t.detach()
         if self.chunk:
-            self.axis = x_t.ndim - 3 + getattr(prior, "slice_axis", 0)
+            self.axis = x_t.ndim - 3 + prior.slice_axis
             with torch.no_grad():
                 self.x0 = prior.predict_x0(self.x_t, t)
         else:
@@ -235,10 +233,9 @@ def clip_to_range(x0: torch.Tensor, prior: DiffusionPrior, clip: bool) -> torch.
     """x0 estimates clamped to the prior's intensity range widened by a quarter on each side (the
     reference DPS and BlindDPS code clamp to [-1, 1]); unchanged without `clip` or a known range.
     Complex estimates have their real and imaginary parts clamped."""
-    data_range = getattr(prior, "data_range", None)
-    if not clip or data_range is None:
+    if not clip or prior.data_range is None:
         return x0
-    lo, hi = data_range
+    lo, hi = prior.data_range
     margin = 0.25 * (hi - lo)
     if x0.is_complex():
         return torch.complex(x0.real.clamp(lo - margin, hi + margin), x0.imag.clamp(lo - margin, hi + margin))
