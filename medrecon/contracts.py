@@ -54,6 +54,15 @@ class Operator(torch.nn.Module, abc.ABC):
         """A^+ y (the minimum-norm x with A x = y) where the structure gives it exactly, else None."""
         return None
 
+    #: what `first_look` computes, for labels and for samplers that ask for it by name
+    first_look_name: ClassVar[str] = "adjoint"
+
+    def first_look(self, y: torch.Tensor) -> torch.Tensor:
+        """A direct image from y, for a first look (readers) and as a start (samplers): the
+        operator's direct inverse where its physics has one (filtered back-projection for CT, named
+        by `first_look_name`), else the adjoint A^H y."""
+        return self.adjoint(y)
+
     def inverse_variance(self, y: torch.Tensor, noise_std: float) -> torch.Tensor | None:
         """Per-element inverse variance of the noise in y where it is not white (counting noise:
         CT with `photons`), for likelihoods that weight the residual; None (the default) for white

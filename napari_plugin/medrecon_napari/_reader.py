@@ -69,7 +69,7 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
         y = torch.as_tensor(m.y)
         shape = None if m.ground_truth is None or m.crop else m.ground_truth.shape
         op = build_operator(m.operator, shape=shape, arrays=m.arrays, measurement=y)
-        first = op.fbp(y) if callable(getattr(op, "fbp", None)) else op.adjoint(y)
+        first = op.first_look(y)
         first = (first.abs() if first.is_complex() else first).numpy()
         if m.crop:  # a fastMRI file's recon matrix, where its affine and ground truth live
             from medrecon.io import centre_crop
@@ -77,8 +77,7 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
             first = np.ascontiguousarray(centre_crop(first, m.crop))
         placed = placement(m.affine)
         meta = {"medrecon_measurement": m, "source": str(p)}
-        how = "fbp" if callable(getattr(op, "fbp", None)) else "adjoint"
-        layers.append((first, {"name": f"{stem} {how}", "metadata": meta, **placed}, "image"))
+        layers.append((first, {"name": f"{stem} {op.first_look_name}", "metadata": meta, **placed}, "image"))
         layers.append(
             (np.log1p(np.abs(m.y)), {"name": f"{stem} measurement (log |y|)", "visible": False}, "image")
         )

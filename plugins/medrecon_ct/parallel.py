@@ -60,6 +60,7 @@ class ParallelBeamCT(Operator):
     """
 
     slice_axis = 0
+    first_look_name = "fbp"
     #: parameters that change how the operator is computed, not what it is: free at reconstruction
     implementation_parameters = ("projector", "memory_budget_gb")
 
@@ -128,6 +129,9 @@ class ParallelBeamCT(Operator):
             image = self._joseph.adjoint(y.reshape(-1, self.views, self.detectors))
             return image.reshape(*lead, *self.image_size)
         return _apply(self.matrix_t, y, 2, self.image_size)
+
+    def first_look(self, y: torch.Tensor) -> torch.Tensor:
+        return self.fbp(y)
 
     def fbp(self, y: torch.Tensor, window: Window = "ramp") -> torch.Tensor:
         """Filtered back-projection: ramp-filter each projection, back-project, scale by pi / (2 views)."""

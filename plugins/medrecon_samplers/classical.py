@@ -117,7 +117,7 @@ class ADMMSampler(Sampler):
 FILTERED_BACKPROJECTION = Requirement(
     "filtered-backprojection",
     "an operator with filtered back-projection (such as ct-parallel)",
-    lambda op, pr: callable(getattr(op, "fbp", None)),
+    lambda op, pr: op.first_look_name == "fbp",
     lambda op, pr: f"operator {type(op).__name__} has no fbp()",
 )
 

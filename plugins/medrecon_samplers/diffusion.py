@@ -779,9 +779,9 @@ class CCDF(DDS):
             if self.intensity is not None:  # given in physical units: into the prior's range
                 start = (start - self.intensity.offset) / self.intensity.scale
         elif self.init == "fbp":
-            if not callable(getattr(op, "fbp", None)):
+            if op.first_look_name != "fbp":
                 raise InputError(f"ccdf: init 'fbp' needs a CT operator; {type(op).__name__} has no fbp()")
-            start = op.fbp(y)
+            start = op.first_look(y)
         elif self.init == "adjoint":
             start = op.adjoint(y)
         else:
