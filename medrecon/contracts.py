@@ -381,6 +381,12 @@ class Sampler(abc.ABC):
     name: ClassVar[str] = ""
     requires: ClassVar[tuple[Requirement, ...]] = ()
 
+    @property
+    def planned_nfe(self) -> int:
+        """Network evaluations a run will take, known before it starts (0 without a network);
+        what a user weighs the cost of a run by, before pressing Run."""
+        return 0
+
     @abc.abstractmethod
     def iterate(
         self, problem: Problem, prior: Prior | None, *, seed: int = 0

@@ -41,6 +41,7 @@ class ReconstructWidget(QWidget):
         self.host = default_host()
         self.worker = None
         self.activity = None  # the run's bar in napari's activity dock
+        self._live = False
         from medrecon.presets import presets
 
         names = {kind: sorted(self.host.components[kind]) for kind in ("operator", "prior", "sampler")}
@@ -103,6 +104,10 @@ class ReconstructWidget(QWidget):
         self.save_button.clicked.connect(self._save_dialog)
         self.source.changed.connect(lambda _=None: self._fit_source())
         self._fit_source()
+        combos = (self.operator, self.prior, self.sampler)
+        for part in (self.source, self.device, self.preset, *combos, *self.forms.values()):
+            part.changed.connect(lambda _=None: self._show_cost())
+        self._show_cost()
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(lambda _=None: self.source.reset_choices())
@@ -208,6 +213,33 @@ class ReconstructWidget(QWidget):
                 out[kind] = {"name": spec.name, **form_values(self.forms[kind], spec)}
         return out
 
+    # --- cost ------------------------------------------------------------------------------
+    def cost_note(self) -> str:
+        """What a run of the form's recipe on the source will take: network evaluations (NFE),
+        slices and device, known before Run."""
+        from medrecon import ComponentRecipe, MedreconError, build_component
+
+        layer = self.source.value
+        slices = 1 if layer is None or layer.data.ndim < 3 else layer.data.shape[0]
+        try:
+            recipe = ComponentRecipe.from_dict("sampler", self.recipe()["sampler"])
+            nfe = build_component("sampler", recipe, self.host).planned_nfe
+        except (MedreconError, KeyError) as err:
+            return f"the sampler's settings do not fit: {err}"
+        work = f"NFE {nfe} x {slices} slice(s)" if nfe else f"no network, {slices} slice(s)"
+        return f"{work} on {self._device_label()}"
+
+    def _show_cost(self) -> None:
+        if self.worker is None or not self.cancel_button.enabled:  # not while a run reports
+            self.status.value = self.cost_note()
+
+    def _device_label(self) -> str:
+        import torch
+
+        if self.device.value == "auto":
+            return "cuda:0 (auto)" if torch.cuda.is_available() else "the CPU (auto: no CUDA device)"
+        return self.device.value
+
     # --- running ---------------------------------------------------------------------------
     def start(self) -> None:
         from napari.qt.threading import create_worker
@@ -221,9 +253,14 @@ class ReconstructWidget(QWidget):
         measurement = layer.metadata.get("medrecon_measurement")  # a loaded bundle: no simulation
         if measurement is not None:
             recipe.pop("operator", None)
+        import time
+
         self._set_running(True)
+        self._live = True  # steps are shown until the run is cancelled or ends
         self._open_activity(recipe["sampler"]["name"])
-        self.status.value = self._device_note()
+        self._started = time.perf_counter()
+        self._run = {"source": layer.name, "sampler": recipe["sampler"]["name"], "recipe": recipe}
+        self.status.value = f"running: {self.cost_note()}"
         self.worker = create_worker(
             _work,
             layer.data,
@@ -244,20 +281,19 @@ class ReconstructWidget(QWidget):
         self.worker.start()
 
     def _on_cancelled(self) -> None:
-        if "medrecon preview" in self.viewer.layers:
-            self.viewer.layers.remove("medrecon preview")
-        self.status.value = "cancelled; nothing was added"
+        step = f"step {self.progress.value} of {self.progress.max}"
+        if "medrecon preview" in self.viewer.layers:  # kept, and marked as what it is
+            preview = self.viewer.layers["medrecon preview"]
+            base = f"{self._run['source']} {self._run['sampler']} (cancelled at {step})"
+            preview.name = self._new_name(base)
+            preview.metadata["medrecon_recipe"] = self._run["recipe"]
+            preview.metadata["medrecon_cancelled_at"] = self.progress.value
+        self.status.value = f"cancelled at {step}; the last preview is kept, marked cancelled"
 
     def cancel(self) -> None:
         if self.worker is not None:
+            self._live = False  # steps already queued are not shown any more
             self.worker.quit()  # the generator is closed at its next step
-
-    def _device_note(self) -> str:
-        import torch
-
-        if self.device.value == "auto" and not torch.cuda.is_available():
-            return "running on the CPU (no CUDA device)"
-        return f"running on {self.device.value}"
 
     def _set_running(self, running: bool) -> None:
         for part in self._parts[:3]:
@@ -267,6 +303,7 @@ class ReconstructWidget(QWidget):
         self.run_button.enabled = not running
         self.cancel_button.enabled = running
         if not running:
+            self._live = False
             self._close_activity()
             self.worker_done()
 
@@ -277,8 +314,17 @@ class ReconstructWidget(QWidget):
             torch.cuda.empty_cache()  # give the GPU memory of the run back
 
     def _on_step(self, step) -> None:
+        import time
+
+        if not self._live:
+            return
         self.progress.max = step.total
         self.progress.value = step.index + 1
+        elapsed = time.perf_counter() - self._started
+        left = elapsed / (step.index + 1) * (step.total - step.index - 1)
+        self.status.value = (
+            f"step {step.index + 1} of {step.total}: {elapsed:.0f} s elapsed, about {left:.0f} s left"
+        )
         self._report_activity(step)
         if step.estimate is not None and (step.index % PREVIEW_EVERY == 0 or step.index + 1 == step.total):
             self._show("medrecon preview", step.estimate, self.source.value)
@@ -317,10 +363,16 @@ class ReconstructWidget(QWidget):
             show_error(f"medrecon: {result.message}")
             return
 
-        name = f"{layer.name} {result.info['recipe']['sampler']['name']}"
+        # a new layer per run (named after source and sampler, numbered when the name is taken),
+        # so that runs with other settings can be compared side by side
+        name = self._new_name(f"{layer.name} {result.info['recipe']['sampler']['name']}")
         self._show(name, result.image, layer)
-        if result.std is not None:
-            self._show(f"{name} std", result.std, layer, colormap="magma")
+        metadata = self.viewer.layers[name].metadata
+        metadata.update(medrecon_recipe=result.info["recipe"], medrecon_info=result.info)
+        if result.std is not None:  # uncertainty: its own colormap, contrast from 0
+            std = result.std.detach().cpu()
+            top = float(std.abs().flatten().quantile(0.995)) if std.numel() else 1.0
+            self._show(f"{name} std", std, layer, colormap="magma", contrast_limits=(0.0, top or 1.0))
         for key, value in result.extras.items():
             self.viewer.add_image(value.detach().cpu().numpy(), name=f"{name} {key}")
         image = self.viewer.layers[name].data
@@ -328,9 +380,19 @@ class ReconstructWidget(QWidget):
         truth = layer.data if measurement is None else measurement.ground_truth
         timing = f"{result.info.get('seconds', 0):.1f} s, NFE {result.info.get('nfe', 0)}"
         if truth is None:  # a bundle without ground truth
-            self.status.value = timing
+            self.status.value = f"{name}: {timing}"
         else:
-            self.status.value = f"PSNR {psnr(truth, image):.2f} dB, SSIM {ssim(truth, image):.3f}, {timing}"
+            scores = {"psnr_db": round(psnr(truth, image), 2), "ssim": round(ssim(truth, image), 4)}
+            metadata.update(scores)
+            quality = f"PSNR {scores['psnr_db']:.2f} dB, SSIM {scores['ssim']:.3f}"
+            self.status.value = f"{name}: {quality}, {timing}"
+
+    def _new_name(self, base: str) -> str:
+        """`base`, or `base [n]` with the first n that no layer has."""
+        name, n = base, 2
+        while name in self.viewer.layers:
+            name, n = f"{base} [{n}]", n + 1
+        return name
 
     def _show(self, name: str, tensor, source, **kwargs) -> None:
         data = tensor.detach().cpu()

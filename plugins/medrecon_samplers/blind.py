@@ -118,6 +118,8 @@ class BlindDPS(Sampler):
     """
 
     requires = (BLIND_OPERATOR, DIFFUSION_PRIOR)
+    #: network evaluations per step: the image prior's and the kernel prior's
+    nfe_per_step = 2
 
     def __init__(
         self,
@@ -138,6 +140,10 @@ class BlindDPS(Sampler):
         self.steps, self.samples = steps, samples
         self.zeta, self.kernel_zeta, self.l1 = zeta, kernel_zeta, l1
         self.kernel_prior, self.form = kernel_prior, form
+
+    @property
+    def planned_nfe(self) -> int:
+        return self.nfe_per_step * self.steps * self.samples
 
     def iterate(
         self, problem: Problem, prior: DiffusionPrior, *, seed: int = 0
@@ -203,7 +209,7 @@ class BlindDPS(Sampler):
         image = intensity.to_physical(x0)
         kernels = frame.kernel(k0).reshape(k_count, *kernel_shape)
         info = {
-            "nfe": 2 * len(times) * k_count,
+            "nfe": self.nfe_per_step * len(times) * k_count,
             "steps": len(times),
             "samples": k_count,
             "kernel_prior": self.kernel_prior,

@@ -140,6 +140,10 @@ class DiffusionSampler(Sampler):
             return Reconstruction(x0[0], info=info)
         return Reconstruction(x0.mean(dim=0), std=x0.std(dim=0), samples=x0, info=info)
 
+    @property
+    def planned_nfe(self) -> int:
+        return self.nfe_per_step * self.steps * self.samples
+
     def start(self, problem: Problem) -> None:
         """Reset per-run state (warm-started ADMM variables) before the first step."""
 

@@ -76,8 +76,11 @@ def test_cancel_stops_within_a_step_and_adds_nothing(viewer_with_widget, qtbot):
     widget.cancel()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
     assert widget.progress.value < 1000
-    assert "phantom dds" not in viewer.layers
-    assert "cancelled" in widget.status.value
+    assert "phantom dds" not in viewer.layers  # no result; the last preview stays, marked
+    [kept] = [layer for layer in viewer.layers if "(cancelled at step" in layer.name]
+    assert kept.name.startswith("phantom dds (cancelled at step ") and kept.name.endswith(" of 1000)")
+    assert kept.metadata["medrecon_recipe"]["sampler"]["steps"] == 1000
+    assert "medrecon preview" not in viewer.layers and "cancelled" in widget.status.value
 
 
 def test_the_run_shows_in_the_activity_dock_and_cancels_from_there(viewer_with_widget, qtbot):
@@ -98,6 +101,67 @@ def test_the_run_shows_in_the_activity_dock_and_cancels_from_there(viewer_with_w
     assert widget.progress.value < 1000 and "cancelled" in widget.status.value
     assert bar not in progress._all_instances  # the dock's bar is gone with the run
     assert "phantom dds" not in viewer.layers
+
+
+def test_runs_land_side_by_side_with_their_recipe_and_scores(viewer_with_widget, qtbot):
+    viewer, widget, layer = viewer_with_widget
+    widget.operator.value = "mri-multicoil"
+    widget.prior.value = "(none)"
+    widget.sampler.value = "cg"
+    widget.device.value = "cpu"
+    for iterations, name in ((3, "phantom cg"), (15, "phantom cg [2]")):
+        widget.forms["sampler"]["iterations"].value = iterations
+        widget.start()
+        qtbot.waitUntil(lambda name=name: name in viewer.layers and widget.run_button.enabled, timeout=60_000)
+        meta = viewer.layers[name].metadata
+        assert meta["medrecon_recipe"]["sampler"]["iterations"] == iterations
+        assert meta["medrecon_info"]["seconds"] > 0 and widget.status.value.startswith(f"{name}: PSNR")
+    first, second = viewer.layers["phantom cg"].metadata, viewer.layers["phantom cg [2]"].metadata
+    assert second["psnr_db"] > first["psnr_db"]  # more CG iterations fit the 4x data better
+    viewer.canvas.grid.enabled = True  # side by side, each over the source
+    placed = viewer.layers["phantom cg [2]"].affine.affine_matrix
+    np.testing.assert_allclose(placed, layer.affine.affine_matrix)
+
+
+def test_the_status_says_the_cost_before_and_during_a_run(viewer_with_widget, qtbot):
+    from qtpy.QtCore import QTimer
+
+    viewer, widget, _ = viewer_with_widget
+    widget.operator.value = "mri-multicoil"
+    widget.prior.value = "gaussian"
+    widget.sampler.value = "dds"
+    widget.device.value = "cpu"
+    widget.forms["sampler"]["steps"].value = 7
+    assert widget.status.value == "NFE 7 x 4 slice(s) on cpu"
+    widget.forms["sampler"]["samples"].value = 2
+    assert widget.status.value == "NFE 14 x 4 slice(s) on cpu"
+    widget.sampler.value = "cg"
+    assert widget.status.value == "no network, 4 slice(s) on cpu"
+    widget.sampler.value = "dds"
+    widget.forms["sampler"]["steps"].value = 1000
+    widget.start()
+    ticks = []
+    QTimer.singleShot(50, lambda: ticks.append(widget.cancel_button.enabled))  # the viewer stays live
+    qtbot.waitUntil(lambda: widget.progress.value >= 3, timeout=30_000)
+    assert ticks == [True]  # the timer fired while the run was under way
+    assert "of 1000" in widget.status.value and "s left" in widget.status.value
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
+
+
+def test_the_std_map_reads_as_uncertainty(viewer_with_widget, qtbot):
+    viewer, widget, _ = viewer_with_widget
+    widget.operator.value = "mri-multicoil"
+    widget.prior.value = "gaussian"
+    widget.sampler.value = "dds"
+    widget.forms["sampler"]["steps"].value = 3
+    widget.forms["sampler"]["samples"].value = 3
+    widget.device.value = "cpu"
+    widget.start()
+    qtbot.waitUntil(lambda: "phantom dds std" in viewer.layers and widget.run_button.enabled, timeout=60_000)
+    std = viewer.layers["phantom dds std"]
+    assert std.colormap.name == "magma" and std.contrast_limits[0] == 0.0
+    assert 0 < std.contrast_limits[1] <= float(std.data.max()) + 1e-6
 
 
 def test_errors_become_notifications_and_the_viewer_stays_usable(viewer_with_widget, qtbot):
