@@ -123,7 +123,7 @@ def test_runs_land_side_by_side_with_their_recipe_and_scores(viewer_with_widget,
     np.testing.assert_allclose(placed, layer.affine.affine_matrix)
 
 
-def test_the_status_says_the_cost_before_and_during_a_run(viewer_with_widget, qtbot):
+def test_the_status_says_the_cost_before_and_during_a_run(viewer_with_widget, qtbot, tmp_path):
     from qtpy.QtCore import QTimer
 
     viewer, widget, _ = viewer_with_widget
@@ -145,6 +145,9 @@ def test_the_status_says_the_cost_before_and_during_a_run(viewer_with_widget, qt
     qtbot.waitUntil(lambda: widget.progress.value >= 3, timeout=30_000)
     assert ticks == [True]  # the timer fired while the run was under way
     assert "of 1000" in widget.status.value and "s left" in widget.status.value
+    viewer.window._qt_window.resize(1400, 900)  # mid-run, with the progress bar and the preview
+    shot = viewer.screenshot(str(tmp_path / "running.png"), canvas_only=False)
+    assert shot.shape[0] > 200 and float(shot[..., :3].std()) > 5 and (tmp_path / "running.png").exists()
     widget.cancel()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
 
