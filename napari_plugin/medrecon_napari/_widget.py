@@ -158,10 +158,18 @@ class ReconstructWidget(QWidget):
         self.preset.value = CUSTOM
 
     def load_recipe(self, path) -> None:
-        """Fill the widget from a recipe TOML (the one `medrecon reconstruct --recipe` reads)."""
-        from medrecon import Recipe
+        """Fill the widget from a recipe TOML (the one `medrecon reconstruct --recipe` reads). A
+        file that is not a valid recipe here (unreadable, not TOML, a component not installed, an
+        unknown parameter or a bad value) leaves the form as it was and says why in the status."""
+        from medrecon import MedreconError, Recipe
 
-        self.set_recipe(Recipe.from_toml(path).to_dict())
+        try:
+            recipe = Recipe.from_toml(path)
+            recipe.validate(self.host)
+        except MedreconError as err:
+            self.status.value = f"recipe not loaded: {err}"
+            return
+        self.set_recipe(recipe.to_dict())
 
     def save_recipe(self, path) -> None:
         """Write the widget's recipe as TOML (operator, prior, sampler), atomically."""
@@ -245,6 +253,9 @@ class ReconstructWidget(QWidget):
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
+        if self._live:  # Run is disabled meanwhile; a script calling start() gets told too
+            self.status.value = "a run is under way: wait for it or cancel it first"
+            return
         layer = self.source.value
         if layer is None:
             show_error("medrecon: add or open an image layer to use as ground truth")

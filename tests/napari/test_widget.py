@@ -145,6 +145,10 @@ def test_the_status_says_the_cost_before_and_during_a_run(viewer_with_widget, qt
     qtbot.waitUntil(lambda: widget.progress.value >= 3, timeout=30_000)
     assert ticks == [True]  # the timer fired while the run was under way
     assert "of 1000" in widget.status.value and "s left" in widget.status.value
+    layers = len(viewer.layers)
+    widget.start()  # a second run while one is under way is refused, nothing else changes
+    assert widget.status.value == "a run is under way: wait for it or cancel it first"
+    assert len(viewer.layers) == layers
     viewer.window._qt_window.resize(1400, 900)  # mid-run, with the progress bar and the preview
     shot = viewer.screenshot(str(tmp_path / "running.png"), canvas_only=False)
     assert shot.shape[0] > 200 and float(shot[..., :3].std()) > 5 and (tmp_path / "running.png").exists()
@@ -285,3 +289,14 @@ def test_recipes_round_trip_through_the_toml_the_cli_reads(viewer_with_widget, t
         "operator": {"name": "mri-multicoil", "acceleration": 6.0},
         "sampler": {"name": "cg", "iterations": 7},
     }
+    bad = {
+        "typo.toml": ('[sampler]\nname = "dds2"\n', "did you mean 'dds'"),
+        "param.toml": ('[sampler]\nname = "cg"\niterationz = 3\n', "iterationz"),
+        "value.toml": ('[sampler]\nname = "cg"\niterations = "many"\n', "iterations"),
+        "broken.toml": ("[sampler\n", "not valid TOML"),
+    }
+    for name, (text, message) in bad.items():
+        (tmp_path / name).write_text(text)
+        widget.load_recipe(tmp_path / name)
+        assert widget.status.value.startswith("recipe not loaded: ") and message in widget.status.value
+        assert widget.recipe()["sampler"] == {"name": "cg", "iterations": 7}  # the form as it was
