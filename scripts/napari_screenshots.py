@@ -48,7 +48,8 @@ def main() -> None:
     widget.forms["sampler"]["steps"].value = args.steps
     widget.device.value = "cpu"
     widget.start()
-    wait_until(app, lambda: "medrecon preview" in viewer.layers and widget.progress.value >= 3, 600)
+    half = args.steps // 2 + 2  # the preview after half the steps: the image has formed
+    wait_until(app, lambda: "medrecon preview" in viewer.layers and widget.progress.value >= half, 900)
     viewer.screenshot(str(out / "napari_running.png"), canvas_only=False)
     wait_until(app, lambda: widget.run_button.enabled, 1800)
     viewer.layers["brain-1mm sample"].visible = False  # the result over the sample, shown alone

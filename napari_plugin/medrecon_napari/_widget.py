@@ -65,6 +65,7 @@ class ReconstructWidget(QWidget):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, max=1)
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # long messages wrap instead of being cut
         self.forms = {kind: Container(labels=True) for kind in ("operator", "prior", "sampler")}
         files = Container(widgets=[self.load_button, self.save_button], layout="horizontal", labels=False)
         top = Container(widgets=[self.preset, files, self.source, self.operator], labels=True)
@@ -410,13 +411,14 @@ class ReconstructWidget(QWidget):
         data = (data.abs() if data.is_complex() else data).numpy()
         if name in self.viewer.layers:
             self.viewer.layers[name].data = data
-        else:  # placed exactly over the source, in its units and axes
+        else:  # placed exactly over the source, in its units and axes, and in its contrast
             placed = {
                 "affine": source.affine.affine_matrix,
                 "units": source.units,
                 "axis_labels": source.axis_labels,
+                "contrast_limits": tuple(source.contrast_limits),
             }
-            self.viewer.add_image(data, name=name, **placed, **kwargs)
+            self.viewer.add_image(data, name=name, **{**placed, **kwargs})
 
     def _on_error(self, err: Exception) -> None:
         from napari.utils.notifications import show_error
