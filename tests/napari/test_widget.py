@@ -64,15 +64,20 @@ def test_a_run_adds_the_reconstruction_over_its_source(viewer_with_widget, qtbot
     assert shot.shape[0] > 200
 
 
-def test_cancel_stops_within_a_step_and_adds_nothing(viewer_with_widget, qtbot):
-    viewer, widget, _ = viewer_with_widget
+def start_a_long_run(widget, qtbot, steps_done: int = 2) -> None:
+    """A 1000-step DDS run with the Gaussian prior, started and waited on for `steps_done` steps."""
     widget.operator.value = "mri-multicoil"
     widget.prior.value = "gaussian"
     widget.sampler.value = "dds"
     widget.forms["sampler"]["steps"].value = 1000
     widget.device.value = "cpu"
     widget.start()
-    qtbot.waitUntil(lambda: widget.progress.value >= 2, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.progress.value >= steps_done, timeout=30_000)
+
+
+def test_cancel_stops_within_a_step_and_adds_nothing(viewer_with_widget, qtbot):
+    viewer, widget, _ = viewer_with_widget
+    start_a_long_run(widget, qtbot)
     widget.cancel()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
     assert widget.progress.value < 1000
@@ -87,13 +92,7 @@ def test_the_run_shows_in_the_activity_dock_and_cancels_from_there(viewer_with_w
     from napari.utils import progress
 
     viewer, widget, _ = viewer_with_widget
-    widget.operator.value = "mri-multicoil"
-    widget.prior.value = "gaussian"
-    widget.sampler.value = "dds"
-    widget.forms["sampler"]["steps"].value = 1000
-    widget.device.value = "cpu"
-    widget.start()
-    qtbot.waitUntil(lambda: widget.progress.value >= 2, timeout=30_000)
+    start_a_long_run(widget, qtbot)
     [bar] = [p for p in progress._all_instances if p.desc.startswith("medrecon")]
     assert bar.desc == "medrecon dds" and bar.total == 1000 and bar.n >= 2
     bar.cancel()  # what the activity dock's cancel button does
