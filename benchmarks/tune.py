@@ -68,12 +68,13 @@ def validation_volume(slices: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: DDS is tuned one parameter at a time from this start, in this order (coordinate search)
-DDS_START = {"eta": 1.0, "cg_iterations": 5, "gamma": 0.0, "tv_z": 0.002}
+DDS_START = {"eta": 1.0, "cg_iterations": 5, "gamma": 0.0, "tv_z": 0.002, "result": "refined"}
 DDS_AXES = {
     "eta": [0.5, 0.85, 1.0],
     "cg_iterations": [2, 5, 10],
     "gamma": [0.0, 0.03, 0.3],
     "tv_z": [0.0, 0.002, 0.01],
+    "result": ["refined", "denoised"],
 }
 
 

@@ -227,7 +227,17 @@ def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback():
     script = Path(sys.executable).parent / "medrecon"
     script = str(script) if script.exists() else shutil.which("medrecon")
     assert script, "the medrecon console script is not installed beside this Python"
-    proc = subprocess.Popen([script, "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def default_sigint():  # a shell's background job inherits SIGINT ignored; a terminal's does not
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        [script, "plugins"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     time.sleep(0.4)  # inside the imports of torch and MONAI (about 1.6 s on 2 cores)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -505,6 +505,11 @@ class DDS(DiffusionSampler):
     the DDPM posterior std).
     For volumes, `tv_z > 0` makes the data-consistency step one warm-started ADMM iteration with TV
     along z (weight tv_z, penalty rho, both in units of ||A||^2), the paper's 3D variant.
+    `result` = "refined" (default, the paper's x_0) returns the last data-consistency step's output;
+    "denoised" returns the network's last estimate x0_hat before it: the final CG step fits the
+    measurement noise (with gamma = 0 nothing holds it back), which the network's estimate, one
+    step earlier, no longer carries. Measured on the validation slab of brain-1mm (1 slice, the
+    demo's tuned settings): MRI 4x 29.03 -> 30.62 dB (SSIM 0.38 -> 0.57), 8x 27.64 -> 28.26 dB.
     Defaults: 50 steps (50 network evaluations), eta = 0.85, 5 CG iterations."""
 
     def __init__(
@@ -517,10 +522,12 @@ class DDS(DiffusionSampler):
         tv_z: float = 0.0,
         rho: float = 0.01,
         eta_rule: Literal["dds", "ddim"] = "dds",
+        result: Literal["refined", "denoised"] = "refined",
     ):
         super().__init__(steps, samples, eta)
         check_parameters(
             "dds",
+            result=(result, result in ("refined", "denoised"), "'refined' or 'denoised'"),
             cg_iterations=(
                 cg_iterations,
                 cg_iterations >= 1,
@@ -532,7 +539,7 @@ class DDS(DiffusionSampler):
             eta_rule=(eta_rule, eta_rule in ("dds", "ddim"), "'dds' or 'ddim'"),
         )
         self.cg_iterations, self.gamma, self.tv_z, self.rho = cg_iterations, gamma, tv_z, rho
-        self.eta_rule = eta_rule
+        self.eta_rule, self.result = eta_rule, result
 
     def start(self, problem: Problem) -> None:
         if self.tv_z and len(problem.operator.domain_shape) != 3:
@@ -545,6 +552,7 @@ class DDS(DiffusionSampler):
     def iterate(self, problem, prior, *, seed=0):
         result = yield from super().iterate(problem, prior, seed=seed)
         result.info["dds_gamma"] = self.gamma
+        result.info["dds_result"] = self.result
         return result
 
     def step(self, refined, eps, a_t, a_prev, noise) -> torch.Tensor:
@@ -581,7 +589,9 @@ class DDS(DiffusionSampler):
                 iterations=self.cg_iterations,
                 batch_dims=1,
             )
-        return self.step(refined, eps, a_t, a_prev, noise), refined
+        # the estimate reported (the result after the last step): refined, or the network's x0_hat
+        denoised = self.result == "denoised" and bool(a_prev >= 1)
+        return self.step(refined, eps, a_t, a_prev, noise), x0 if denoised else refined
 
 
 class DiffusionMBIR(DiffusionSampler):

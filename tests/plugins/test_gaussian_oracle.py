@@ -212,6 +212,19 @@ def test_dds_reports_its_gamma_and_dps_gaussian_needs_noise(texture):
         DPS(steps=3, noise_model="poisson").run(problem, prior)  # a blur with white noise
 
 
+def test_dds_returns_the_refined_or_the_denoised_estimate(texture):
+    prior = Gaussian(texture=texture)
+    problem, _ = _problem(prior, blur_sigma=1.5, noise=0.05)
+    op, y = problem.operator, problem.y
+    refined = DDS(steps=10, cg_iterations=10).run(problem, prior, seed=3)
+    denoised = DDS(steps=10, cg_iterations=10, result="denoised").run(problem, prior, seed=3)
+    assert refined.info["dds_result"] == "refined" and denoised.info["dds_result"] == "denoised"
+    # the final CG step fits the noisy y; the network's estimate one step earlier does not
+    assert float((op(refined.image) - y).norm()) < float((op(denoised.image) - y).norm())
+    with pytest.raises(medrecon.InputError, match="result must be 'refined' or 'denoised'"):
+        DDS(result="last")
+
+
 def test_a_sampler_instance_keeps_no_run_state_and_runs_twice_at_once(texture):
     prior = Gaussian(texture=texture)
     problem, _ = _problem(prior, blur_sigma=1.5, noise=0.02)
