@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
+import numpy as np
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
@@ -239,7 +241,7 @@ class ReconstructWidget(QWidget):
         return f"{work} on {self._device_label()}"
 
     def _show_cost(self) -> None:
-        if self.worker is None or not self.cancel_button.enabled:  # not while a run reports
+        if not self._live:  # while a run is under way, the status reports its steps
             self.status.value = self.cost_note()
 
     def _device_label(self) -> str:
@@ -265,8 +267,6 @@ class ReconstructWidget(QWidget):
         measurement = layer.metadata.get("medrecon_measurement")  # a loaded bundle: no simulation
         if measurement is not None:
             recipe.pop("operator", None)
-        import time
-
         self._set_running(True)
         self._live = True  # steps are shown until the run is cancelled or ends
         self._open_activity(recipe["sampler"]["name"])
@@ -326,8 +326,6 @@ class ReconstructWidget(QWidget):
             torch.cuda.empty_cache()  # give the GPU memory of the run back
 
     def _on_step(self, step) -> None:
-        import time
-
         if not self._live:
             return
         self.progress.max = step.total
@@ -383,7 +381,7 @@ class ReconstructWidget(QWidget):
         metadata.update(medrecon_recipe=result.info["recipe"], medrecon_info=result.info)
         if result.std is not None:  # uncertainty: its own colormap, contrast from 0
             std = result.std.detach().cpu()
-            top = float(std.abs().flatten().quantile(0.995)) if std.numel() else 1.0
+            top = float(np.quantile(std.abs().numpy(), 0.995))  # torch's quantile stops at 2^24 values
             self._show(f"{name} std", std, layer, colormap="magma", contrast_limits=(0.0, top or 1.0))
         for key, value in result.extras.items():
             self.viewer.add_image(value.detach().cpu().numpy(), name=f"{name} {key}")
@@ -441,7 +439,6 @@ def _work(data, measurement, recipe: dict, noise_std: float, seed: int, device: 
     Errors a user can act on are returned as a Failure (shown as a notification); anything else is
     a bug and propagates to the worker's errored signal.
     """
-    import numpy as np
     import torch
 
     from medrecon import MedreconError, reconstruct_steps, simulate
