@@ -19,6 +19,7 @@ from medrecon.contracts import (
     Reconstruction,
     Requirement,
     Sampler,
+    SingularDecomposition,
     Step,
     check_compatible,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "Reconstruction",
+    "SingularDecomposition",
     "Requirement",
     "Sampler",
     "SamplerSpec",

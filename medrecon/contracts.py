@@ -17,6 +17,21 @@ from medrecon.errors import Cancelled, IncompatibleError, InputError
 # Operators
 
 
+@dataclass(frozen=True)
+class SingularDecomposition:
+    """A = U diag(s) V^H, matrix-free (as DDRM's "H functions"): `v_h(x)` takes images (with any
+    leading batch dimensions) to their spectral coefficients and `v(c)` back (V unitary on the
+    images); `u_h(y)` takes measurements to the same coefficients and `u(c)` back (U with orthonormal
+    columns); `singular_values` has the coefficients' shape and may hold zeros (a full
+    decomposition). So A x = u(s * v_h(x)) and A^H y = v(conj(s) * u_h(y)); with non-negative s."""
+
+    singular_values: torch.Tensor
+    v_h: Callable[[torch.Tensor], torch.Tensor]
+    v: Callable[[torch.Tensor], torch.Tensor]
+    u_h: Callable[[torch.Tensor], torch.Tensor]
+    u: Callable[[torch.Tensor], torch.Tensor]
+
+
 class Operator(torch.nn.Module, abc.ABC):
     """A forward model y = A(x). Tensors it holds are buffers, so `.to(device)` moves all of it.
 
@@ -45,14 +60,33 @@ class Operator(torch.nn.Module, abc.ABC):
         """A^H A x; operators override this where it is cheaper than two applications."""
         return self.adjoint(self.forward(x))
 
-    def solve_range_system(self, v: torch.Tensor, scale: float, shift: float) -> torch.Tensor | None:
-        """Solve (scale A A^H + shift I) z = v exactly where the structure allows (a diagonal
-        spectrum, an SVD), else return None; samplers such as PiGDM fall back to CG then."""
+    def svd(self) -> SingularDecomposition | None:
+        """The operator's singular value decomposition where its structure gives one (a mask, a
+        periodic blur), else None. With one, `solve_range_system` and `pseudo_inverse` are exact
+        without further code (operators may still override them with something cheaper)."""
         return None
 
+    def solve_range_system(self, v: torch.Tensor, scale: float, shift: float) -> torch.Tensor | None:
+        """Solve (scale A A^H + shift I) z = v exactly where the structure allows (by default from
+        `svd()`), else return None; samplers such as PiGDM fall back to CG then."""
+        d = self.svd()
+        if d is None:
+            return None
+        c = d.u_h(v)
+        denominator = scale * d.singular_values.abs() ** 2 + shift
+        z = d.u(torch.where(denominator > 0, c / denominator.clamp_min(1e-30), torch.zeros_like(c)))
+        if shift > 0:  # the part of v outside the range of U, where A A^H is zero
+            z = z + (v - d.u(c)) / shift
+        return z
+
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor | None:
-        """A^+ y (the minimum-norm x with A x = y) where the structure gives it exactly, else None."""
-        return None
+        """A^+ y (the minimum-norm x with A x = y) where the structure gives it exactly (by default
+        from `svd()`), else None."""
+        d = self.svd()
+        if d is None:
+            return None
+        s, c = d.singular_values, d.u_h(y)
+        return d.v(torch.where(s > 0, c / s.clamp_min(1e-30), torch.zeros_like(c)))
 
     #: what `first_look` computes, for labels and for samplers that ask for it by name
     first_look_name: ClassVar[str] = "adjoint"
@@ -71,8 +105,8 @@ class Operator(torch.nn.Module, abc.ABC):
 
     @property
     def has_svd(self) -> bool:
-        """Whether `svd()` is available (a decomposition samplers such as ΠGDM exploit)."""
-        return False
+        """Whether `svd()` gives a decomposition (what samplers requiring `SVD` use)."""
+        return self.svd() is not None
 
     @property
     def is_complex(self) -> bool:
@@ -397,9 +431,11 @@ class Sampler(abc.ABC):
     ) -> Generator[Step, None, Reconstruction]:
         """`iterate` with the pairing checked first and `seconds` / `seed` put into `info`.
 
-        The run works on a shallow copy of the sampler: what `iterate` keeps while it runs (warm-started
-        ADMM variables, a seeded generator, cached A^H y) never lands on the configured instance, so
-        one instance can run twice, even at once, and is the same recipe afterwards."""
+        A sampler's `iterate` keeps what a run needs (warm-started ADMM variables, a seeded
+        generator, cached A^H y) in its own local variables, as the built-in samplers do
+        (tests/plugins/test_sampler_loops.py), so one instance can run twice, even at once, and is
+        the same recipe afterwards. The run still works on a shallow copy of the sampler, so that a
+        third-party sampler that stores a run's state on `self` does not leak it into the next."""
         check_compatible(self, problem.operator, prior)
         start = time.perf_counter()
         result = yield from copy.copy(self).iterate(problem, prior, seed=seed)

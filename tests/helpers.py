@@ -60,9 +60,16 @@ class Scale(medrecon.Operator):
     def adjoint(self, y):
         return self.c * y
 
-    @property
-    def has_svd(self) -> bool:
-        return True
+    def svd(self):
+        """V = I, U = sign(c) I, every singular value |c|."""
+        sign = 1.0 if self.c >= 0 else -1.0
+        return medrecon.SingularDecomposition(
+            torch.full(self.domain_shape, abs(self.c)),
+            v_h=lambda x: x,
+            v=lambda c: c,
+            u_h=lambda y: sign * y,
+            u=lambda c: sign * c,
+        )
 
 
 class WrongAdjoint(Scale):

@@ -37,7 +37,8 @@ def test_a_sampler_needing_a_diffusion_prior_given_tv_like_prior_fails_in_one_se
 
 def test_an_svd_sampler_given_an_operator_without_one_fails_before_work():
     class NoSVD(Scale):
-        has_svd = False
+        def svd(self):
+            return None
 
     problem = medrecon.Problem(NoSVD(), torch.ones(4, 4), 0.1)
     with pytest.raises(

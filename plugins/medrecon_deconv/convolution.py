@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from medrecon import BlindOperator, InputError
+from medrecon import BlindOperator, InputError, SingularDecomposition
 from medrecon.kernels import gaussian_kernel, motion_kernel
 
 Boundary = Literal["zero", "periodic"]
@@ -91,14 +91,17 @@ class Convolution(BlindOperator):
         return self._k_shape
 
     # --- FFT helpers ------------------------------------------------------------------------
+    def _periodic_kernel(self, kernel: torch.Tensor) -> torch.Tensor:
+        """The kernel on the image grid, its centre on index 0."""
+        padded = torch.zeros(
+            *kernel.shape[: -len(self._dims)], *self._grid, dtype=kernel.dtype, device=kernel.device
+        )
+        padded[(..., *(slice(0, k) for k in self._k_shape))] = kernel
+        return torch.roll(padded, [-(k // 2) for k in self._k_shape], dims=self._dims)
+
     def _kernel_spectrum(self, kernel: torch.Tensor) -> torch.Tensor:
-        if self.boundary == "periodic":  # centre the kernel on index 0 of the image grid
-            padded = torch.zeros(
-                *kernel.shape[: -len(self._dims)], *self._grid, dtype=kernel.dtype, device=kernel.device
-            )
-            padded[(..., *(slice(0, k) for k in self._k_shape))] = kernel
-            padded = torch.roll(padded, [-(k // 2) for k in self._k_shape], dims=self._dims)
-            return torch.fft.rfftn(padded, dim=self._dims)
+        if self.boundary == "periodic":
+            return torch.fft.rfftn(self._periodic_kernel(kernel), dim=self._dims)
         return torch.fft.rfftn(kernel, s=self._grid, dim=self._dims)
 
     def _crop(self, full: torch.Tensor, offsets, sizes) -> torch.Tensor:
@@ -151,6 +154,37 @@ class Convolution(BlindOperator):
         spectrum = self._kernel_spectrum(self.kernel)
         v_hat = torch.fft.rfftn(v, s=self._grid, dim=self._dims)
         return torch.fft.irfftn(v_hat / (scale * spectrum.abs() ** 2 + shift), s=self._grid, dim=self._dims)
+
+    def svd(self) -> SingularDecomposition | None:
+        """For the periodic boundary, A = F^H diag(k_hat) F with the unitary DFT F: V = F^H and
+        U = F^H diag(phase of k_hat), singular values |k_hat| (on real images: `v` and `u` return
+        the real part). None for the zero boundary."""
+        if self.boundary != "periodic":
+            return None
+        full = torch.fft.fftn(self._periodic_kernel(self.kernel), dim=self._dims)
+        s = full.abs()
+        phase = torch.where(s > 0, full / s.clamp_min(1e-30), torch.ones_like(full))
+        dims = self._dims
+
+        def v_h(x):
+            return torch.fft.fftn(x, dim=dims, norm="ortho")
+
+        def v(c):
+            return torch.fft.ifftn(c, dim=dims, norm="ortho").real
+
+        def u_h(y):
+            return torch.fft.fftn(y, dim=dims, norm="ortho") * phase.conj()
+
+        def u(c):
+            return torch.fft.ifftn(c * phase, dim=dims, norm="ortho").real
+
+        return SingularDecomposition(s, v_h=v_h, v=v, u_h=u_h, u=u)
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor | None:
+        """None, although the periodic blur has an SVD: its pseudo-inverse divides by singular values
+        near zero and amplifies the noise without bound, so projection-based samplers (MCG, CCDF)
+        take CG steps instead."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {

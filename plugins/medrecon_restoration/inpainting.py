@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from medrecon import InputError, Operator
+from medrecon import InputError, Operator, SingularDecomposition
 
 MaskType = Literal["random", "lines", "boxes"]
 
@@ -69,12 +69,10 @@ class Inpainting(Operator):
     def gram(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mask
 
-    def solve_range_system(self, v: torch.Tensor, scale: float, shift: float) -> torch.Tensor | None:
-        """(scale M + shift I)^-1 v, pixel by pixel (exact)."""
-        return v / (scale * self.mask + shift)
-
-    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self.mask
+    def svd(self) -> SingularDecomposition:
+        """A = M = I diag(mask) I: the exact solve of (scale M + shift I) and the pseudo-inverse
+        (y on the observed pixels) follow from it, pixel by pixel."""
+        return SingularDecomposition(self.mask, v_h=_same, v=_same, u_h=_same, u=_same)
 
     def simulate(self, x: torch.Tensor, noise_std: float, seed: int = 0) -> torch.Tensor:
         """Noisy observed pixels; missing ones are exactly zero."""
@@ -89,6 +87,10 @@ class Inpainting(Operator):
 
     def arrays(self) -> dict[str, torch.Tensor]:
         return {"mask": self.mask}
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _make_mask(shape, mask_type: str, missing: float, per_slice: bool, box: int, seed: int) -> np.ndarray:
