@@ -46,6 +46,12 @@ class IntensityMap:
         x = z * self.scale + self.offset
         return x if self.phase is None else x * torch.exp(1j * self.phase.to(x.device))
 
+    def from_physical(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `to_physical`: an image in physical units, in the model's."""
+        if self.phase is not None:
+            x = x * torch.exp(-1j * self.phase.to(x.device))
+        return (x - self.offset) / self.scale
+
     def describe(self) -> dict:
         out = {"scale": self.scale, "offset": self.offset, "from": self.source}
         if self.phase is not None:

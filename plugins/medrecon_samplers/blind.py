@@ -30,7 +30,7 @@ from medrecon import (
 from medrecon.intensity import IntensityMap, percentile_map
 from medrecon.kernels import project_kernel
 from medrecon.numerics import conjugate_gradient
-from medrecon_samplers.diffusion import ddim_step, noise_of, timesteps
+from medrecon_samplers.diffusion_steps import DiffusionSampler, ddim_step, noise_of
 
 
 def _check_blind_2d_kernel(problem: Problem, name: str) -> tuple[int, int]:
@@ -89,7 +89,7 @@ def load_kernel_prior(weights: str) -> DiffusionPrior:
     return medrecon.build_component("prior", recipe)
 
 
-class BlindDPS(Sampler):
+class BlindDPS(DiffusionSampler):
     """BlindDPS (Chung et al., CVPR 2023): parallel reverse diffusions of image and kernel.
 
     Both follow ancestral (DDPM) steps from their Tweedie estimates x0_hat (image prior) and k0_hat
@@ -137,13 +137,9 @@ class BlindDPS(Sampler):
             raise InputError("blind-dps: zeta, kernel_zeta and l1 must be >= 0")
         if form not in ("medrecon", "reference"):
             raise InputError(f"blind-dps: form must be 'medrecon' or 'reference', got {form!r}")
-        self.steps, self.samples = steps, samples
+        super().__init__(steps, samples, eta=1.0)
         self.zeta, self.kernel_zeta, self.l1 = zeta, kernel_zeta, l1
         self.kernel_prior, self.form = kernel_prior, form
-
-    @property
-    def planned_nfe(self) -> int:
-        return self.nfe_per_step * self.steps * self.samples
 
     def iterate(
         self, problem: Problem, prior: DiffusionPrior, *, seed: int = 0
@@ -162,7 +158,7 @@ class BlindDPS(Sampler):
             # a blur with a kernel summing to one keeps intensities: y's percentiles stand in for x's
             intensity = percentile_map(problem.y, data_range, "the blurred measurement")
         scale, offset = intensity.scale, intensity.offset
-        times = timesteps(prior, self.steps)
+        times = self.times(prior)
         abar_x = prior.alphas_cumprod.to(device)
         abar_k = kprior.alphas_cumprod.to(device)
         gen = torch.Generator().manual_seed(int(seed))
@@ -209,7 +205,7 @@ class BlindDPS(Sampler):
         image = intensity.to_physical(x0)
         kernels = frame.kernel(k0).reshape(k_count, *kernel_shape)
         info = {
-            "nfe": self.nfe_per_step * len(times) * k_count,
+            "nfe": self.nfe(len(times)),
             "steps": len(times),
             "samples": k_count,
             "kernel_prior": self.kernel_prior,
