@@ -44,6 +44,9 @@ class ReconstructWidget(QWidget):
         self.worker = None
         self.activity = None  # the run's bar in napari's activity dock
         self._live = False
+        self._closed = False  # the viewer (and with it this widget) was closed
+        # closing the viewer deletes the widget: stop the run, and touch no deleted Qt part after
+        self.destroyed.connect(lambda *_: self._on_closed())
         from medrecon.presets import presets
 
         names = {kind: sorted(self.host.components[kind]) for kind in ("operator", "prior", "sampler")}
@@ -57,6 +60,8 @@ class ReconstructWidget(QWidget):
         self.source.tooltip = (
             "an image used as ground truth (simulate, then reconstruct), or a bundle's layer"
         )
+        self.source_kind = Label(value="")  # says what the run does with the selected layer
+        self.source_kind.native.setWordWrap(True)
         self.operator = ComboBox(label="operator", choices=names["operator"])
         self.prior = ComboBox(label="prior", choices=[NONE, *names["prior"]])
         self.sampler = ComboBox(label="sampler", choices=names["sampler"])
@@ -70,7 +75,9 @@ class ReconstructWidget(QWidget):
         self.status.native.setWordWrap(True)  # long messages wrap instead of being cut
         self.forms = {kind: Container(labels=True) for kind in ("operator", "prior", "sampler")}
         files = Container(widgets=[self.load_button, self.save_button], layout="horizontal", labels=False)
-        top = Container(widgets=[self.preset, files, self.source, self.operator], labels=True)
+        top = Container(
+            widgets=[self.preset, files, self.source, self.source_kind, self.operator], labels=True
+        )
         middle = Container(widgets=[self.prior], labels=True)
         bottom = Container(widgets=[self.sampler], labels=True)
         run = Container(
@@ -119,12 +126,24 @@ class ReconstructWidget(QWidget):
     # --- presets and recipes -------------------------------------------------------------
     def _fit_source(self) -> None:
         """A preset that fits the selected layer: a measurement's operator, else MRI (diffusion);
-        never the alphabetically first components."""
+        never the alphabetically first components. The form says what the layer will be used as."""
         from medrecon.presets import preset_for
 
-        if self.preset.value not in (None, CUSTOM) and not self._measurement_operator():
+        operator = self._measurement_operator()
+        if self.source.value is None:
+            self.source_kind.value = "no image layer: open one, a sample, a bundle or a fastMRI file"
+        elif operator is None:
+            self.source_kind.value = (
+                "an image: the ground truth, simulated with the operator and noise below, then "
+                "reconstructed (PSNR / SSIM against it)"
+            )
+        else:
+            self.source_kind.value = (
+                f"a measurement ({operator}): reconstructed from its own data, operator and noise"
+            )
+        if self.preset.value not in (None, CUSTOM) and not operator:
             return
-        self.preset.value = preset_for(self._measurement_operator()).name
+        self.preset.value = preset_for(operator).name
 
     def _measurement_operator(self) -> str | None:
         layer = self.source.value
@@ -292,7 +311,16 @@ class ReconstructWidget(QWidget):
         self.worker.finished.connect(lambda: self._set_running(False))
         self.worker.start()
 
+    def _on_closed(self) -> None:
+        self._closed = True
+        self._live = False
+        if self.worker is not None:
+            self.worker.quit()  # napari quits it too where it tracks the worker; quitting twice is fine
+        self._close_activity()
+
     def _on_cancelled(self) -> None:
+        if self._closed:
+            return
         step = f"step {self.progress.value} of {self.progress.max}"
         if "medrecon preview" in self.viewer.layers:  # kept, and marked as what it is
             preview = self.viewer.layers["medrecon preview"]
@@ -308,6 +336,10 @@ class ReconstructWidget(QWidget):
             self.worker.quit()  # the generator is closed at its next step
 
     def _set_running(self, running: bool) -> None:
+        if self._closed:
+            self._close_activity()
+            self.worker_done()
+            return
         for part in self._parts[:3]:
             part.enabled = not running
         for form in self.forms.values():
@@ -326,7 +358,7 @@ class ReconstructWidget(QWidget):
             torch.cuda.empty_cache()  # give the GPU memory of the run back
 
     def _on_step(self, step) -> None:
-        if not self._live:
+        if not self._live or self._closed:
             return
         self.progress.max = step.total
         self.progress.value = step.index + 1
@@ -366,6 +398,8 @@ class ReconstructWidget(QWidget):
 
         from medrecon.metrics import psnr, ssim
 
+        if self._closed:
+            return
         if "medrecon preview" in self.viewer.layers:
             self.viewer.layers.remove("medrecon preview")
         if isinstance(result, Failure):
@@ -421,6 +455,8 @@ class ReconstructWidget(QWidget):
     def _on_error(self, err: Exception) -> None:
         from napari.utils.notifications import show_error
 
+        if self._closed:
+            return
         self.status.value = "failed"
         show_error(f"medrecon: {err}")
 

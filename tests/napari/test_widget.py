@@ -102,6 +102,19 @@ def test_the_run_shows_in_the_activity_dock_and_cancels_from_there(viewer_with_w
     assert "phantom dds" not in viewer.layers
 
 
+def test_closing_the_viewer_during_a_run_stops_the_run_within_a_step(viewer_with_widget, qtbot):
+    viewer, widget, _ = viewer_with_widget
+    start_a_long_run(widget, qtbot)
+    worker, ends = widget.worker, []
+    worker.aborted.connect(lambda: ends.append("aborted"))
+    worker.returned.connect(lambda _: ends.append("returned"))
+    viewer.close()  # what the window's close button does, with a run under way
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)  # no orphan thread left running
+    qtbot.waitUntil(lambda: bool(ends), timeout=5_000)
+    assert ends == ["aborted"]  # stopped at a step, not run to its end behind a closed window
+    assert widget.activity is None  # the activity dock's bar went with it
+
+
 def test_runs_land_side_by_side_with_their_recipe_and_scores(viewer_with_widget, qtbot):
     viewer, widget, layer = viewer_with_widget
     widget.operator.value = "mri-multicoil"
@@ -218,8 +231,10 @@ def test_a_bundle_opens_with_a_first_reconstruction_and_reconstructs_from_the_wi
     from medrecon_napari._affine import layer_affine
 
     np.testing.assert_allclose(first.affine.affine_matrix, layer_affine(affine))
+    assert widget.source_kind.value.startswith("an image: the ground truth")  # the phantom, still
     widget.source.value = first
     assert widget.preset.value.startswith("sparse-view CT")  # the bundle's operator chose the preset
+    assert widget.source_kind.value.startswith("a measurement (ct-parallel)")  # said on the form
     widget.prior.value = "(none)"
     widget.sampler.value = "cg"
     widget.device.value = "cpu"
