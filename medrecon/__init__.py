@@ -51,10 +51,20 @@ from medrecon.specs import OperatorSpec, PriorSpec, SamplerSpec
 
 __version__ = "0.1.0"
 
+
+def batch(inputs, recipe, out, **options):
+    """Reconstruct a cohort with one recipe on Dask and return the manifest rows: `medrecon.cohort.batch`
+    (imported when called, so that `import medrecon` does not load Dask)."""
+    from medrecon.cohort import batch as run
+
+    return run(inputs, recipe, out, **options)
+
+
 #: Submodules that are public API, besides the names above: plugins and front ends may import these
 #: and nothing else of medrecon (tests/test_public_api.py enforces it).
 PUBLIC_MODULES = (
     "medrecon.numerics",
+    "medrecon.cohort",
     "medrecon.io",
     "medrecon.intensity",
     "medrecon.kernels",
@@ -66,6 +76,7 @@ PUBLIC_MODULES = (
 )
 
 __all__ = [
+    "batch",
     "BLIND_OPERATOR",
     "CONTEXT_PARAMETERS",
     "PUBLIC_MODULES",

@@ -1,0 +1,183 @@
+"""`medrecon batch`: cohorts on Dask (a LocalCluster of 2 workers here, and a cluster started apart)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import medrecon
+from medrecon.cli import main
+from medrecon.cohort import batch, collect_items
+from medrecon.errors import InputError
+from medrecon.samples import phantom_volume
+
+RECIPE = {"sampler": {"name": "cg", "iterations": 8}}
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    """Three small CT bundles (odd in-plane size) and one file that is not a bundle."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        truth = phantom_volume((2, 24, 21))
+        m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 12}, noise_std=0.02, seed=i)
+        medrecon.save_bundle(folder / f"case{i}.h5", m)
+    (folder / "broken.h5").write_bytes(b"not an HDF5 file")
+    return folder
+
+
+def test_inputs_come_from_folders_globs_and_manifests_each_name_once(cohort, tmp_path):
+    assert [i.name for i in collect_items([cohort])] == ["broken", "case0", "case1", "case2"]
+    assert [i.name for i in collect_items([str(cohort / "case*.h5")])] == ["case0", "case1", "case2"]
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text("path,name,seed,noise_std\nin/case0.h5,first,7,\nin/case1.h5,,,0.1\n")
+    first, second = collect_items([manifest])
+    assert (first.name, first.seed, first.noise_std) == ("first", 7, None)
+    assert (second.name, second.seed, second.noise_std) == ("case1", None, 0.1)
+    assert first.path == str(cohort / "case0.h5")
+    with pytest.raises(InputError, match="would write the same output 'case0'"):
+        collect_items([cohort / "case0.h5", str(cohort / "case0*")])
+    with pytest.raises(InputError, match="does not exist"):
+        collect_items([tmp_path / "missing.h5"])
+    manifest.write_text("file\nin/case0.h5\n")
+    with pytest.raises(InputError, match="needs a 'path' column"):
+        collect_items([manifest])
+
+
+def test_a_local_cluster_reconstructs_the_cohort_records_failures_and_resumes(cohort, tmp_path):
+    out = tmp_path / "out"
+    rows = {r["item"]: r for r in batch([cohort], RECIPE, out, workers=2)}
+    assert {name: r["status"] for name, r in rows.items()} == {
+        "broken": "failed",
+        "case0": "done",
+        "case1": "done",
+        "case2": "done",
+    }
+    assert "not a readable HDF5" in rows["broken"]["error"]  # recorded; the batch went on
+    assert {rows[f"case{i}"]["worker"] for i in range(3)} <= {"0", "1"}
+    for i in range(3):  # exactly what `medrecon reconstruct` gives for the same bundle and seed
+        expected = medrecon.reconstruct(RECIPE, medrecon.load_bundle(cohort / f"case{i}.h5"), device="cpu")
+        written = nib.load(str(out / f"case{i}.nii.gz")).get_fdata(dtype=np.float32).transpose(2, 1, 0)
+        np.testing.assert_allclose(written, expected.image.numpy(), rtol=1e-5, atol=1e-6)
+        assert rows[f"case{i}"]["psnr_db"] > 15 and rows[f"case{i}"]["device"] == "cpu"
+        sidecar = json.loads((out / f"case{i}.json").read_text())
+        assert sidecar["batch"]["item"] == f"case{i}" and sidecar["recipe"]["sampler"]["iterations"] == 8
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(r["item"] for r in manifest) == sorted(rows)
+    assert (out / "manifest.csv").read_text().splitlines()[0].startswith("item,input,status,seconds")
+    assert not list(out.glob(".*"))  # no staged or half-written files
+
+    # the same command again: finished items are skipped, untouched; the failed one is tried again
+    stamp = (out / "case0.nii.gz").stat().st_mtime_ns
+    again = {r["item"]: r["status"] for r in batch([cohort], RECIPE, out, workers=2)}
+    assert again == {
+        "broken": "failed",
+        "case0": "skipped (done)",
+        "case1": "skipped (done)",
+        "case2": "skipped (done)",
+    }
+    assert (out / "case0.nii.gz").stat().st_mtime_ns == stamp
+    # another recipe (or --force) redoes them
+    other = {"sampler": {"name": "cg", "iterations": 4}}
+    plan = batch([cohort], other, out, dry_run=True)
+    assert [r["status"] for r in plan] == ["would run"] * 4
+    assert [r["status"] for r in batch([cohort], RECIPE, out, dry_run=True)][1:] == ["would skip (done)"] * 3
+    forced = batch([str(cohort / "case0.h5")], RECIPE, out, workers=1, force=True)
+    assert forced[0]["status"] == "done" and (out / "case0.nii.gz").stat().st_mtime_ns != stamp
+
+
+def test_volumes_are_simulated_with_the_recipes_operator_and_manifest_overrides(tmp_path):
+    affine = np.diag([0.9, 0.9, 2.0, 1.0])
+    for i in range(2):
+        nib.save(
+            nib.Nifti1Image(phantom_volume((2, 20, 23)).transpose(2, 1, 0), affine),
+            str(tmp_path / f"v{i}.nii.gz"),
+        )
+    (tmp_path / "study.csv").write_text("path,seed,noise_std\nv0.nii.gz,3,0.01\nv1.nii.gz,3,0.2\n")
+    recipe = {"operator": {"name": "mri-multicoil", "acceleration": 2.0}, "sampler": {"name": "cg"}}
+    rows = {
+        r["item"]: r for r in medrecon.batch([tmp_path / "study.csv"], recipe, tmp_path / "out", workers=1)
+    }
+    assert rows["v0"]["status"] == rows["v1"]["status"] == "done"
+    assert rows["v0"]["psnr_db"] > rows["v1"]["psnr_db"] + 3  # each row's own noise level was used
+    written = nib.load(str(tmp_path / "out" / "v0.nii.gz"))
+    np.testing.assert_allclose(written.affine, affine)  # placed as its source
+    # a recipe without an operator cannot simulate: recorded per item
+    failed = batch([tmp_path / "v0.nii.gz"], {"sampler": {"name": "cg"}}, tmp_path / "out2", workers=1)
+    assert failed[0]["status"] == "failed" and "needs an [operator]" in failed[0]["error"]
+
+
+def test_the_command_runs_on_a_cluster_started_apart_and_exits_1_on_a_failed_item(cohort, tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from distributed.cli.dask_scheduler import main; main()",
+            "--scheduler-file",
+            str(scheduler_file),
+            "--port",
+            "0",
+            "--dashboard-address",
+            ":0",
+            "--no-show",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from distributed.cli.dask_worker import main; main()",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        result = CliRunner().invoke(
+            main,
+            [
+                "batch",
+                str(cohort),
+                "--sampler",
+                "cg",
+                "-p",
+                "sampler.iterations=8",
+                "-o",
+                str(tmp_path / "out"),
+                "--scheduler",
+                address,
+            ],
+            catch_exceptions=False,
+        )
+        assert result.exit_code == 1, result.output  # one item failed; the others are written
+        assert "broken" in result.output and "failed" in result.output
+        statuses = {
+            r["item"]: r["status"] for r in json.loads((tmp_path / "out" / "manifest.json").read_text())
+        }
+        assert statuses == {"broken": "failed", "case0": "done", "case1": "done", "case2": "done"}
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
