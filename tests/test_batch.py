@@ -75,15 +75,18 @@ def test_a_local_cluster_reconstructs_the_cohort_records_failures_and_resumes(co
     assert (out / "manifest.csv").read_text().splitlines()[0].startswith("item,input,status,seconds")
     assert not list(out.glob(".*"))  # no staged or half-written files
 
-    # the same command again: finished items are skipped, untouched; the failed one is tried again
+    # the same command again after one output was deleted: that item is redone, the finished ones are
+    # skipped and left untouched, the failed one is tried again
     stamp = (out / "case0.nii.gz").stat().st_mtime_ns
+    (out / "case1.nii.gz").unlink()
     again = {r["item"]: r["status"] for r in batch([cohort], RECIPE, out, workers=2)}
     assert again == {
         "broken": "failed",
         "case0": "skipped (done)",
-        "case1": "skipped (done)",
+        "case1": "done",
         "case2": "skipped (done)",
     }
+    assert (out / "case1.nii.gz").is_file()
     assert (out / "case0.nii.gz").stat().st_mtime_ns == stamp
     # another recipe (or --force) redoes them
     other = {"sampler": {"name": "cg", "iterations": 4}}
@@ -181,3 +184,39 @@ def test_the_command_runs_on_a_cluster_started_apart_and_exits_1_on_a_failed_ite
             if process is not None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+def test_ctrl_c_stops_the_batch_with_a_manifest_of_what_finished_and_no_partial_files(tmp_path):
+    import os
+    import signal
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        truth = phantom_volume((2, 32, 32))
+        m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 8}, noise_std=0.05, seed=i)
+        medrecon.save_bundle(folder / f"case{i}.h5", m)
+    out = tmp_path / "out"
+    slow = ["--prior", "gaussian", "--sampler", "dds", "-p", "sampler.steps=1000"]  # seconds an item
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medrecon", "batch", str(folder), *slow, "-o", str(out), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "case0.json").exists():
+        time.sleep(0.2)
+    assert (out / "case0.json").exists(), "the first item never finished"
+    os.kill(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "item(s) finished" in err and "manifest.json" in err
+    statuses = {r["item"]: r["status"] for r in json.loads((out / "manifest.json").read_text())}
+    assert statuses["case0"] == "done" and "cancelled" in statuses.values()
+    assert "pending" not in statuses.values()
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or "staged" in p.name]
+    assert not leftovers
+    for name, status in statuses.items():  # an output exists exactly for the finished items
+        assert (out / f"{name}.nii.gz").exists() == (status == "done")
