@@ -461,9 +461,8 @@ def fit_prior(
     `lr` holds for this run, resumed or not (a resumed optimizer keeps its moments, not its rate).
     `lr_decay="cosine"` lowers it along a half cosine from `lr` at this run's first step to 1% of
     `lr` at `steps`: the usual way to end a training, and to finish one that was resumed."""
-    from monai.networks.schedulers import DDPMScheduler
-
     from medrecon.device import resolve_device
+    from medrecon.prior_card import schedule_table
 
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
     if lr_decay not in LR_DECAYS:
@@ -476,8 +475,7 @@ def fit_prior(
     network = build_unet(arch).to(dev)
     ema = copy.deepcopy(network).eval()
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr)
-    scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULE.items() if k != "scheduler"})
-    abar = scheduler.alphas_cumprod.to(dev)
+    abar = schedule_table(SCHEDULE).to(dev)  # the table the card records, so sampling uses the same
     gen = torch.Generator().manual_seed(seed)
     state_path = out.with_suffix(".state.pt")
     start_step, history = 0, []

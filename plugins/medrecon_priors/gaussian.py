@@ -18,15 +18,14 @@ import numpy as np
 import torch
 
 from medrecon import GaussianPrior, InputError, Problem
+from medrecon.prior_card import schedule_table
 
 _DIMS = (-2, -1)
 
 
 def ddpm_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
-    """The linear-beta DDPM noise table (Ho et al. 2020), from MONAI's scheduler."""
-    from monai.networks.schedulers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=steps, schedule="linear_beta").alphas_cumprod.float()
+    """The linear-beta DDPM noise table (Ho et al. 2020), as a prior card's schedule gives it."""
+    return schedule_table({"num_train_timesteps": steps, "schedule": "linear_beta"})
 
 
 def gaussian_spectrum(shape: tuple[int, int], correlation: float, variance: float) -> torch.Tensor:
