@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medrecon.demo import BRAIN_PRIOR, Method, markdown_table, middle_slices, run_case, select_cases
+from medrecon.errors import NumericalError
 from medrecon.samples import brain_sample
 
 CT_CASES = ("ct-8view", "ct-limited-90")
@@ -60,10 +61,22 @@ def main() -> None:
     volume, affine = middle_slices(volume, affine, args.slices)
     rows = []
     for case in select_cases(args.case or [*CT_CASES, *PIGDM_CASES], quick=False):
-        case = replace(case, methods=(*case.methods, *added_methods(case.name, steps)))
-        for row in run_case(case, volume, affine, seed=args.seed, device=args.device, log=print):
-            row = {**row, "slices": args.slices, "seed": args.seed}
-            rows.append(row)
+        for method in (*case.methods, *added_methods(case.name, steps)):
+            one = replace(case, methods=(method,))  # the same seed: the same measurement for each
+            try:
+                found = run_case(one, volume, affine, seed=args.seed, device=args.device, log=print)
+            except NumericalError as err:  # a form that diverges is a result too
+                print(f"  {case.name}: {method.label}: diverged ({err})")
+                found = [
+                    {
+                        "case": case.name,
+                        "method": method.label,
+                        "psnr_db": "diverged",
+                        "error": str(err)[:120],
+                    }
+                ]
+            for row in found:
+                rows.append({**row, "slices": args.slices, "seed": args.seed})
             if args.json:  # rewritten after each method, so a long run's finished rows are kept
                 tmp = args.json.with_suffix(".tmp")
                 tmp.write_text(json.dumps(rows, indent=1))
