@@ -333,6 +333,7 @@ def batch(
     rows: dict[str, dict] = {
         item.name: {"item": item.name, "input": item.path, "status": "pending"} for item, *_ in plan
     }
+    interrupted = False
     try:
         futures = {
             client.submit(
@@ -367,17 +368,39 @@ def batch(
             if on_row is not None:
                 on_row(row)
     except KeyboardInterrupt:
-        for row in rows.values():
-            if row["status"] == "pending":
-                row["status"] = "cancelled"
-        write_manifest(out, list(rows.values()))
+        interrupted = True
         raise
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            cluster.close()  # the local workers stop here, mid-item or not
+        if interrupted:
+            _settle_interrupted(out, rows, {item.name: key for item, _, _, key in plan})
     write_manifest(out, list(rows.values()))
     return list(rows.values())
+
+
+def _settle_interrupted(out: Path, rows: dict[str, dict], keys: dict[str, str]) -> None:
+    """After Ctrl-C, once the workers stopped: an unreported item whose output set is complete (its
+    sidecar has the item's key) did finish; any other is cancelled, and the pieces a worker stopped
+    mid-write left (staged files, an image without its sidecar) are removed. The manifest says so."""
+    from medrecon.io.atomic import sidecar_path
+    from medrecon.outputs import ROLES
+
+    for name, row in rows.items():
+        if row["status"] != "pending":
+            continue
+        target = out / f"{name}.nii.gz"
+        if _finished(target, keys[name]):
+            row.update(status="done", output=str(target), **_recorded(target))
+            continue
+        row["status"] = "cancelled"
+        for staged in out.glob(f".{name}*.staged*"):
+            staged.unlink(missing_ok=True)
+        if not sidecar_path(target).exists():
+            for part in (target, *(out / f"{name}_{role}.nii.gz" for role in ROLES)):
+                part.unlink(missing_ok=True)
+    write_manifest(out, list(rows.values()))
 
 
 def _has_bokeh() -> bool:
