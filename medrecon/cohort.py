@@ -275,6 +275,7 @@ def batch(
     force: bool = False,
     dry_run: bool = False,
     retries: int = 1,
+    connect_timeout: float = 30.0,
     on_row: Callable[[dict], None] | None = None,
     on_cluster: Callable[[str], None] | None = None,
 ) -> list[dict]:
@@ -282,7 +283,8 @@ def batch(
 
     `scheduler` (an address such as tcp://host:8786) connects to a running cluster; without it a
     LocalCluster of processes runs here, sized by `local_cluster_size`. Each item is one task,
-    retried `retries` times when its worker dies, then recorded as failed. `dry_run` returns the
+    retried `retries` times when its worker dies, then recorded as failed; a scheduler not reached
+    within `connect_timeout` seconds is an InputError. `dry_run` returns the
     plan without running anything. `on_row` sees each finished row; `on_cluster` the dashboard link.
     Ctrl-C cancels what has not finished and leaves a manifest saying what did."""
     from medrecon.plugin import default_host
@@ -325,7 +327,13 @@ def batch(
         client = Client(cluster)
     else:
         threads = threads_per_worker or 1
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout=f"{connect_timeout}s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise InputError(
+                f"could not reach a Dask scheduler at {scheduler!r} ({err}); give its address as "
+                "tcp://HOST:PORT, or leave --scheduler out for a local cluster"
+            ) from None
     if on_cluster is not None:
         on_cluster(
             client.dashboard_link if _has_bokeh() or scheduler else "(no dashboard: bokeh not installed)"

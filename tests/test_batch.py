@@ -47,6 +47,10 @@ def test_inputs_come_from_folders_globs_and_manifests_each_name_once(cohort, tmp
         collect_items([cohort / "case0.h5", str(cohort / "case0*")])
     with pytest.raises(InputError, match="does not exist"):
         collect_items([tmp_path / "missing.h5"])
+    with pytest.raises(InputError, match="could not reach a Dask scheduler"):
+        batch(
+            [cohort / "case0.h5"], RECIPE, tmp_path / "out", scheduler="tcp://127.0.0.1:9", connect_timeout=2
+        )
     manifest.write_text("file\nin/case0.h5\n")
     with pytest.raises(InputError, match="needs a 'path' column"):
         collect_items([manifest])
