@@ -368,6 +368,8 @@ class ReconstructWidget(QWidget):
             f"step {step.index + 1} of {step.total}: {elapsed:.0f} s elapsed, about {left:.0f} s left"
         )
         self._report_activity(step)
+        if not self._live:  # updating the bar processed the run's end: no preview after the result
+            return
         if step.estimate is not None and (step.index % PREVIEW_EVERY == 0 or step.index + 1 == step.total):
             self._show("medrecon preview", step.estimate, self.source.value)
 
@@ -400,6 +402,7 @@ class ReconstructWidget(QWidget):
 
         if self._closed:
             return
+        self._live = False  # steps still queued (or being shown) add no preview over the result
         if "medrecon preview" in self.viewer.layers:
             self.viewer.layers.remove("medrecon preview")
         if isinstance(result, Failure):
