@@ -224,3 +224,57 @@ def test_ctrl_c_stops_the_batch_with_a_manifest_of_what_finished_and_no_partial_
     assert not leftovers
     for name, status in statuses.items():  # an output exists exactly for the finished items
         assert (out / f"{name}.nii.gz").exists() == (status == "done")
+
+
+def _start(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def test_an_item_whose_worker_dies_is_run_again_on_another(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        truth = phantom_volume((2, 32, 32))
+        m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 8}, noise_std=0.05, seed=i)
+        medrecon.save_bundle(folder / f"case{i}.h5", m)
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = [
+        _start(
+            "from distributed.cli.dask_scheduler import main; main()",
+            *("--scheduler-file", str(scheduler_file), "--port", "0", "--dashboard-address", ":0"),
+        )
+    ]
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        worker_args = ("--scheduler-file", str(scheduler_file), "--nthreads", "1", "--no-nanny")
+        workers = [
+            _start("from distributed.cli.dask_worker import main; main()", *worker_args) for _ in range(2)
+        ]
+        processes += workers
+        address = json.loads(scheduler_file.read_text())["address"]
+        recipe = {"prior": {"name": "gaussian"}, "sampler": {"name": "dds", "steps": 1000}}  # seconds an item
+        out = tmp_path / "out"
+        import threading
+
+        def kill_one_worker_mid_item():  # once both items run, one worker process dies
+            while time.time() < deadline + 120 and not out.exists():
+                time.sleep(0.1)
+            time.sleep(1.0)
+            workers[0].kill()
+
+        killer = threading.Thread(target=kill_one_worker_mid_item, daemon=True)
+        killer.start()
+        rows = batch([folder], recipe, out, scheduler=address, threads_per_worker=1)
+        killer.join(timeout=5)
+        assert workers[0].poll() is not None  # it did die during the batch
+        assert {r["item"]: r["status"] for r in rows} == {"case0": "done", "case1": "done"}
+        assert len({r["worker"] for r in rows}) == 1  # both done by the survivor: one was run again
+        assert (out / "case0.nii.gz").is_file() and (out / "case1.nii.gz").is_file()
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=30)
