@@ -21,15 +21,45 @@ from medrecon.samples import phantom_volume
 RECIPE = {"sampler": {"name": "cg", "iterations": 8}}
 
 
+def write_ct_bundles(folder, count: int, shape, *, views: int, noise_std: float) -> None:
+    folder.mkdir()
+    for i in range(count):
+        truth = phantom_volume(shape)
+        m = medrecon.simulate(truth, {"name": "ct-parallel", "views": views}, noise_std=noise_std, seed=i)
+        medrecon.save_bundle(folder / f"case{i}.h5", m)
+
+
+def _start(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def start_scheduler(scheduler_file) -> tuple[subprocess.Popen, str]:
+    """A `dask scheduler` process on 127.0.0.1 and its address, once it wrote its file."""
+    process = _start(
+        "from distributed.cli.dask_scheduler import main; main()",
+        *("--scheduler-file", str(scheduler_file), "--port", "0", "--dashboard-address", ":0"),
+    )
+    deadline = time.time() + 60
+    while not scheduler_file.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return process, json.loads(scheduler_file.read_text())["address"]
+
+
+def start_worker(scheduler_file, *options: str) -> subprocess.Popen:
+    """A `dask worker` process with one thread, joining the scheduler of `scheduler_file`."""
+    return _start(
+        "from distributed.cli.dask_worker import main; main()",
+        *("--scheduler-file", str(scheduler_file), "--nthreads", "1", *options),
+    )
+
+
 @pytest.fixture
 def cohort(tmp_path):
     """Three small CT bundles (odd in-plane size) and one file that is not a bundle."""
     folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(3):
-        truth = phantom_volume((2, 24, 21))
-        m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 12}, noise_std=0.02, seed=i)
-        medrecon.save_bundle(folder / f"case{i}.h5", m)
+    write_ct_bundles(folder, 3, (2, 24, 21), views=12, noise_std=0.02)
     (folder / "broken.h5").write_bytes(b"not an HDF5 file")
     return folder
 
@@ -124,43 +154,10 @@ def test_volumes_are_simulated_with_the_recipes_operator_and_manifest_overrides(
 
 def test_the_command_runs_on_a_cluster_started_apart_and_exits_1_on_a_failed_item(cohort, tmp_path):
     scheduler_file = tmp_path / "scheduler.json"
-    scheduler = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from distributed.cli.dask_scheduler import main; main()",
-            "--scheduler-file",
-            str(scheduler_file),
-            "--port",
-            "0",
-            "--dashboard-address",
-            ":0",
-            "--no-show",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    scheduler, address = start_scheduler(scheduler_file)
     worker = None
     try:
-        deadline = time.time() + 60
-        while not scheduler_file.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from distributed.cli.dask_worker import main; main()",
-                "--scheduler-file",
-                str(scheduler_file),
-                "--nthreads",
-                "1",
-                "--nworkers",
-                "1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = start_worker(scheduler_file, "--nworkers", "1")
         result = CliRunner().invoke(
             main,
             [
@@ -195,11 +192,7 @@ def test_ctrl_c_stops_the_batch_with_a_manifest_of_what_finished_and_no_partial_
     import signal
 
     folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(4):
-        truth = phantom_volume((2, 32, 32))
-        m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 8}, noise_std=0.05, seed=i)
-        medrecon.save_bundle(folder / f"case{i}.h5", m)
+    write_ct_bundles(folder, 4, (2, 32, 32), views=8, noise_std=0.05)
     out = tmp_path / "out"
     slow = ["--prior", "gaussian", "--sampler", "dds", "-p", "sampler.steps=1000"]  # seconds an item
     process = subprocess.Popen(
@@ -226,42 +219,22 @@ def test_ctrl_c_stops_the_batch_with_a_manifest_of_what_finished_and_no_partial_
         assert (out / f"{name}.nii.gz").exists() == (status == "done")
 
 
-def _start(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
 def test_an_item_whose_worker_dies_is_run_again_on_another(tmp_path):
     folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(2):
-        truth = phantom_volume((2, 32, 32))
-        m = medrecon.simulate(truth, {"name": "ct-parallel", "views": 8}, noise_std=0.05, seed=i)
-        medrecon.save_bundle(folder / f"case{i}.h5", m)
+    write_ct_bundles(folder, 2, (2, 32, 32), views=8, noise_std=0.05)
     scheduler_file = tmp_path / "scheduler.json"
-    processes = [
-        _start(
-            "from distributed.cli.dask_scheduler import main; main()",
-            *("--scheduler-file", str(scheduler_file), "--port", "0", "--dashboard-address", ":0"),
-        )
-    ]
+    scheduler, address = start_scheduler(scheduler_file)
+    processes = [scheduler]
     try:
-        deadline = time.time() + 60
-        while not scheduler_file.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        worker_args = ("--scheduler-file", str(scheduler_file), "--nthreads", "1", "--no-nanny")
-        workers = [
-            _start("from distributed.cli.dask_worker import main; main()", *worker_args) for _ in range(2)
-        ]
+        give_up = time.time() + 180
+        workers = [start_worker(scheduler_file, "--no-nanny") for _ in range(2)]
         processes += workers
-        address = json.loads(scheduler_file.read_text())["address"]
         recipe = {"prior": {"name": "gaussian"}, "sampler": {"name": "dds", "steps": 1000}}  # seconds an item
         out = tmp_path / "out"
         import threading
 
         def kill_one_worker_mid_item():  # once both items run, one worker process dies
-            while time.time() < deadline + 120 and not out.exists():
+            while time.time() < give_up and not out.exists():
                 time.sleep(0.1)
             time.sleep(1.0)
             workers[0].kill()
