@@ -3,6 +3,7 @@
 from medrecon.api import build_component, build_operator, reconstruct, reconstruct_steps, simulate
 from medrecon.contracts import (
     BLIND_OPERATOR,
+    CONDITIONAL_PRIOR,
     DIFFUSION_PRIOR,
     GAUSSIAN_PRIOR,
     LINEAR_OPERATOR,
@@ -10,6 +11,7 @@ from medrecon.contracts import (
     PROXIMAL_PRIOR,
     SVD,
     BlindOperator,
+    ConditionalPrior,
     DiffusionPrior,
     GaussianPrior,
     Operator,
@@ -65,6 +67,7 @@ def batch(inputs, recipe, out, **options):
 PUBLIC_MODULES = (
     "medrecon.numerics",
     "medrecon.cohort",
+    "medrecon.conditional",
     "medrecon.io",
     "medrecon.intensity",
     "medrecon.kernels",
@@ -78,6 +81,7 @@ PUBLIC_MODULES = (
 __all__ = [
     "batch",
     "BLIND_OPERATOR",
+    "CONDITIONAL_PRIOR",
     "CONTEXT_PARAMETERS",
     "PUBLIC_MODULES",
     "DIFFUSION_PRIOR",
@@ -89,6 +93,7 @@ __all__ = [
     "BlindOperator",
     "Cancelled",
     "ComponentRecipe",
+    "ConditionalPrior",
     "DiffusionPrior",
     "GaussianPrior",
     "IncompatibleError",

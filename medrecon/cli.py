@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 unexpected failure, 2 bad input (usage, recipe, file, p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -563,27 +564,13 @@ def train_prior_command(
     """Train a 2D slice diffusion prior on NIfTI VOLUMES (files or folders): OUT.json + OUT.safetensors.
 
     With --kernels N, train a blur-kernel prior (for blind-dps) on N random kernels instead."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from medrecon.training import train_kernel_prior, train_native_prior, train_prior
 
     if kernel_count and volumes:
         raise RecipeError("--kernels trains on generated kernels: give no VOLUMES with it")
     if not kernel_count and not volumes:
         raise RecipeError("give NIfTI VOLUMES to train on (or --kernels N for a kernel prior)")
-    files = []
-    for path in volumes:
-        if path.is_dir():
-            found = sorted(path.glob("*.nii*"))
-            if not found:
-                raise RecipeError(f"folder {path} holds no NIfTI volume (.nii or .nii.gz)")
-            files += found
-        elif not path.exists():
-            raise RecipeError(
-                f"training volume {path} does not exist (give NIfTI files or folders holding them)"
-            )
-        else:
-            files.append(path)
+    files = _training_files(volumes)
     from medrecon.training import check_training_options
 
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
@@ -591,17 +578,7 @@ def train_prior_command(
     validation_slab = _slab_option("--validation", validation)
     if not native and (tissue_maps or validation_slab):
         raise RecipeError("--tissue-map and --validation apply to --native training")
-    columns = (
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-    )
-    from rich.console import Console
-
-    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
-        task = bar.add_task("train", total=steps, loss=float("nan"))
+    with _training_bar(steps) as (bar, task):
         options = {
             "steps": steps,
             "batch_size": batch_size,
@@ -651,11 +628,165 @@ def train_prior_command(
                 data_notice=notice,
                 **options,
             )
+    _report_training(report)
+
+
+def _training_files(volumes) -> list[Path]:
+    """NIfTI files from VOLUMES (files or folders holding them)."""
+    files = []
+    for path in volumes:
+        if path.is_dir():
+            found = sorted(path.glob("*.nii*"))
+            if not found:
+                raise RecipeError(f"folder {path} holds no NIfTI volume (.nii or .nii.gz)")
+            files += found
+        elif not path.exists():
+            raise RecipeError(
+                f"training volume {path} does not exist (give NIfTI files or folders holding them)"
+            )
+        else:
+            files.append(path)
+    return files
+
+
+@contextlib.contextmanager
+def _training_bar(steps: int):
+    """A transient rich progress bar on stderr for a training run: (bar, task)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        yield bar, bar.add_task("train", total=steps, loss=float("nan"))
+
+
+def _report_training(report) -> None:
     val = "n/a" if report.validation_loss is None else f"{report.validation_loss:.4f}"
     click.echo(
         f"wrote {report.card}: {report.step} steps, train loss {report.train_loss:.4f}, "
         f"validation {val}, {report.seconds:.0f} s"
     )
+
+
+# --------------------------------------------------------------------------- train-conditional
+
+
+@main.command("train-conditional")
+@click.argument("volumes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Model path (no suffix).")
+@click.option(
+    "--method",
+    type=click.Choice(["bcdm", "diff-unfolding"]),
+    default="diff-unfolding",
+    show_default=True,
+    help="bcdm: one task (default MRI 4-8x); diff-unfolding: MRI, CT and blur at once.",
+)
+@click.option(
+    "--tasks", default=None, help="Operator families, comma-separated: mri, ct-sparse, ct-limited, blur."
+)
+@click.option("--acceleration", default=None, help="MRI accelerations LOW:HIGH (default 4:8).")
+@click.option("--views", default=None, help="Sparse-view CT views LOW:HIGH (default 6:36).")
+@click.option(
+    "--angle-span", default=None, help="Limited-angle CT spans in degrees LOW:HIGH (default 60:150)."
+)
+@click.option(
+    "--tissue-map",
+    "tissue_maps",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Grey-, then white-matter probability map of the volume (give it twice): synthetic contrasts.",
+)
+@click.option("--holdout", default=None, help="Held-out (test) axial slab START:STOP.")
+@click.option("--validation", default=None, help="Validation axial slab START:STOP.")
+@click.option(
+    "--holdout-guard", type=int, default=0, show_default=True, help="Slices either side used by neither."
+)
+@click.option("--patch-sizes", default="64:0.6,96:0.4", show_default=True, help="Patch sides SIZE:WEIGHT,...")
+@click.option("--notice", default="", help="Where the data came from and its licence, written into the card.")
+@click.option("--steps", type=int, default=1000, show_default=True)
+@click.option(
+    "--batch-size", type=int, default=8, show_default=True, help="64 x 64 patches' worth per batch."
+)
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--lr-decay", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
+@click.option("--checkpoint-every", type=int, default=250, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT.state.pt.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+def train_conditional_command(
+    volumes,
+    out,
+    method,
+    tasks,
+    acceleration,
+    views,
+    angle_span,
+    tissue_maps,
+    holdout,
+    validation,
+    holdout_guard,
+    patch_sizes,
+    notice,
+    steps,
+    batch_size,
+    lr,
+    lr_decay,
+    checkpoint_every,
+    resume,
+    seed,
+    device,
+):
+    """Train a conditional model (BCDM or Diff-Unfolding) on NIfTI VOLUMES: OUT.json + OUT.safetensors.
+
+    Measurements are simulated on the fly with the operator plugins (random accelerations, masks,
+    views, angle ranges, kernels and noise levels) from native-resolution patches of the volumes."""
+    from medrecon.conditional_training import train_conditional
+
+    files = _training_files(volumes)
+    sizes, weights = _patch_sizes(patch_sizes)
+    with _training_bar(steps) as (bar, task):
+        report = train_conditional(
+            files,
+            out,
+            method=method,
+            tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+            acceleration=_range_option("--acceleration", acceleration),
+            views=_range_option("--views", views, int),
+            angle_span=_range_option("--angle-span", angle_span),
+            tissue_maps=tissue_maps,
+            holdout=_slab_option("--holdout", holdout),
+            validation=_slab_option("--validation", validation),
+            guard=holdout_guard,
+            patch_sizes=sizes,
+            size_weights=weights,
+            batch_size=batch_size,
+            steps=steps,
+            lr=lr,
+            lr_decay=lr_decay,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            device=device,
+            resume=resume,
+            data_notice=notice,
+            progress=lambda step, total, loss: bar.update(task, completed=step, loss=loss),
+        )
+    _report_training(report)
+
+
+def _range_option(name: str, value: str | None, kind=float):
+    if not value:
+        return None
+    low, sep, high = value.partition(":")
+    try:
+        return (kind(low), kind(high) if sep else kind(low))
+    except ValueError:
+        raise RecipeError(f"{name} must be LOW:HIGH numbers, got {value!r}") from None
 
 
 def _patch_sizes(value: str) -> tuple[list[int], list[float]]:

@@ -280,6 +280,37 @@ class GaussianPrior(DiffusionPrior):
         """Exact posterior mean and covariance (in a form the prior documents)."""
 
 
+class ConditionalPrior(Prior):
+    """A learned model of the posterior: E[x0 | x_t, y] from x_t, t and the measurement, which its
+    network sees through the operator's `forward` / `adjoint` (and `gram`), so any linear operator
+    plugs into it (BCDM, Diff-Unfolding). The noise schedule, intensity range and slicing mean what
+    they mean for a DiffusionPrior; a conditional model takes real images (`complex_parts` False)
+    unless its card says otherwise."""
+
+    slice_axis: int = 0
+    slice_batch: int = 8
+    complex_parts: bool = False
+    remove_phase: bool = False
+    pixel_spacing: tuple[float, float] | None = None
+    data_range: tuple[float, float] | None = None
+    background: float | None = None
+    card: dict[str, Any] = {}
+
+    @property
+    @abc.abstractmethod
+    def alphas_cumprod(self) -> torch.Tensor:
+        """alpha-bar_t for t = 0 .. T-1 (float32, decreasing)."""
+
+    @abc.abstractmethod
+    def condition(self, problem: Problem) -> Any:
+        """What the network needs of a problem (in the model's units), computed once per run:
+        A^H y, the operator's norm, the noise level."""
+
+    @abc.abstractmethod
+    def predict_x0(self, x_t: torch.Tensor, t: int, condition: Any) -> torch.Tensor:
+        """The posterior-mean estimate E[x0 | x_t, y] for chains x_t (K, *domain_shape)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Problems and results
 
@@ -354,6 +385,7 @@ def _given_prior(operator: Operator, prior: Prior | None) -> str:
     for cls, words in (
         (GaussianPrior, "a Gaussian prior"),
         (DiffusionPrior, "a diffusion prior"),
+        (ConditionalPrior, "a conditional model"),
         (ProximalPrior, "a proximal prior"),
     ):
         if isinstance(prior, cls):
@@ -369,6 +401,12 @@ DIFFUSION_PRIOR = Requirement(
     "diffusion-prior",
     "a diffusion prior",
     lambda op, pr: isinstance(pr, DiffusionPrior),
+    _given_prior,
+)
+CONDITIONAL_PRIOR = Requirement(
+    "conditional-prior",
+    "a conditional model (prior 'conditional')",
+    lambda op, pr: isinstance(pr, ConditionalPrior),
     _given_prior,
 )
 PROXIMAL_PRIOR = Requirement(

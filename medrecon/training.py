@@ -292,13 +292,72 @@ def train_native_prior(
 ) -> TrainingReport:
     """Train (or resume) an image prior at the volumes' own resolution, on random patches of their
     slices in several orientations (`medrecon.native_data`), with synthetic contrasts where grey-
-    and white-matter `tissue_maps` of the (single) volume are given.
+    and white-matter `tissue_maps` of the (single) volume are given (see `native_training_data`)."""
+    arch = dict(options.pop("architecture", None) or NATIVE_ARCHITECTURE)
+    native = native_training_data(
+        volumes,
+        out,
+        multiple=size_multiple(arch),
+        tissue_maps=tissue_maps,
+        holdout=holdout,
+        guard=guard,
+        validation=validation,
+        axes=axes,
+        patch_sizes=patch_sizes,
+        size_weights=size_weights,
+        batch_size=batch_size,
+        data_notice=data_notice,
+        resume=bool(options.get("resume")),
+    )
+    return fit_prior(
+        native.source,
+        native.validation,
+        out,
+        data=native.data,
+        intensity=native.intensity,
+        batch_size=batch_size,
+        architecture=arch,
+        extra_card=native.card,
+        **options,
+    )
+
+
+@dataclass
+class NativeData:
+    """What training at native resolution draws on: the patch source, the validation images, and
+    the card entries describing them (data, intensity, spacing and sizes)."""
+
+    source: Any
+    validation: torch.Tensor
+    data: dict[str, Any]
+    intensity: dict[str, Any]
+    card: dict[str, Any]
+
+
+def native_training_data(
+    volumes: Sequence[str | Path],
+    out: str | Path,
+    *,
+    multiple: int,
+    tissue_maps: Sequence[str | Path] = (),
+    holdout: tuple[int, int] | None = None,
+    guard: int = 0,
+    validation: tuple[int, int] | None = None,
+    axes: Sequence[int] = (0, 1, 2),
+    patch_sizes: Sequence[int] = (48, 64, 128, 224),
+    size_weights: Sequence[float] = (0.3, 0.3, 0.25, 0.15),
+    batch_size: int = 16,
+    data_notice: str = "",
+    resume: bool = False,
+) -> NativeData:
+    """Patches of the volumes' slices at their own resolution, for any model trained there.
 
     `holdout` (the test slab) and `validation` are axial slabs [start, stop) of slice indices (RAS
     axis 2); each is cut out of the training data with `guard` slices either side, in every
-    orientation. Validation is the loss on the whole axial slices of the validation slab (and, with
-    tissue maps, on a synthetic T2-like version of them). A batch holds about `batch_size` 64 x 64
-    patches' worth of pixels whatever its patch size."""
+    orientation. Validation images are the whole axial slices of the validation slab (and, with
+    tissue maps, a synthetic T2-like version of them), padded to `multiple`. A batch holds about
+    `batch_size` 64 x 64 patches' worth of pixels whatever its patch size. A single volume's
+    held-out slab is written beside `out` (out.holdout.nii.gz) unless resuming."""
     from medrecon.native_data import (
         PatchSource,
         load_native,
@@ -308,12 +367,10 @@ def train_native_prior(
     )
 
     if not volumes:
-        raise InputError("train-prior needs at least one NIfTI volume")
+        raise InputError("training needs at least one NIfTI volume")
     check_volume_paths([*volumes, *tissue_maps])
     if tissue_maps and len(volumes) != 1:
         raise InputError("tissue maps belong to one volume: give a single volume with --tissue-maps")
-    arch = dict(options.pop("architecture", None) or NATIVE_ARCHITECTURE)
-    multiple = size_multiple(arch)
     if any(p % multiple for p in patch_sizes):
         raise InputError(f"patch sizes {list(patch_sizes)} must be multiples of {multiple} for this network")
     loaded = [load_native(p) for p in volumes]
@@ -353,7 +410,7 @@ def train_native_prior(
         "sampling": source.describe(),
         "notice": data_notice,
     }
-    if holdout is not None and len(volumes) == 1 and not options.get("resume"):
+    if holdout is not None and len(volumes) == 1 and not resume:
         from medrecon.io import save_nifti
 
         slab, affine = native_holdout(volumes[0], holdout)
@@ -374,17 +431,7 @@ def train_native_prior(
         "size_multiple": multiple,
         "min_size": multiple,
     }
-    return fit_prior(
-        source,
-        images,
-        out,
-        data=data,
-        intensity=intensity,
-        batch_size=batch_size,
-        architecture=arch,
-        extra_card=card,
-        **options,
-    )
+    return NativeData(source, images, data, intensity, card)
 
 
 def kernel_images(kernels: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -465,17 +512,80 @@ def fit_prior(
     from medrecon.prior_card import schedule_table
 
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
-    if lr_decay not in LR_DECAYS:
-        raise InputError(f"--lr-decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")
-    out = Path(out)
     dev = resolve_device(device)
     image_size = train.shape[-1] if isinstance(train, torch.Tensor) else None
     arch = dict(architecture or CPU_ARCHITECTURE)
     torch.manual_seed(seed)
     network = build_unet(arch).to(dev)
+    abar = schedule_table(SCHEDULE).to(dev)  # the table the card records, so sampling uses the same
+
+    def sample(gen: torch.Generator) -> torch.Tensor:
+        if isinstance(train, torch.Tensor):
+            idx = torch.randint(0, len(train), (batch_size,), generator=gen)
+            return augment(train[idx], gen) if augmentation else train[idx]
+        return train.sample(gen)
+
+    def loss(net: torch.nn.Module, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        t = torch.randint(0, len(abar), (len(x0),), generator=gen).to(dev)
+        eps = torch.randn(x0.shape, generator=gen).to(dev)
+        a = abar[t].reshape(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        return torch.nn.functional.mse_loss(net(x_t, t).float(), eps)
+
+    def validate(ema: torch.nn.Module) -> float | None:
+        return validation_loss(ema, validation, abar, seed) if len(validation) else None
+
+    def card(step: int, history: list[dict]) -> dict[str, Any]:
+        return {**_card(arch, image_size, intensity, data, step, history), **(extra_card or {})}
+
+    return run_training(
+        network,
+        out,
+        sample=sample,
+        loss=loss,
+        validate=validate,
+        card=card,
+        steps=steps,
+        lr=lr,
+        lr_decay=lr_decay,
+        ema_decay=ema_decay,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        device=dev,
+        resume=resume,
+        progress=progress,
+    )
+
+
+def run_training(
+    network: torch.nn.Module,
+    out: str | Path,
+    *,
+    sample: Callable[[torch.Generator], torch.Tensor],
+    loss: Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
+    validate: Callable[[torch.nn.Module], float | None],
+    card: Callable[[int, list[dict]], dict[str, Any]],
+    steps: int,
+    lr: float,
+    lr_decay: str,
+    ema_decay: float,
+    checkpoint_every: int,
+    seed: int,
+    device: torch.device,
+    resume: bool,
+    progress: Callable[[int, int, float], None] | None,
+) -> TrainingReport:
+    """The training loop every medrecon model shares: AdamW on `loss(network, sample(gen), gen)`,
+    an EMA of the weights, and every `checkpoint_every` steps the EMA weights with their card
+    (`card(step, history)`, with `validate(ema)` in the history) and the state to resume from.
+    Resuming restores weights, EMA, optimizer moments and the generator, so a resumed run draws
+    the batches an uninterrupted one would."""
+    if lr_decay not in LR_DECAYS:
+        raise InputError(f"--lr-decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")
+    out = Path(out)
+    dev = device
     ema = copy.deepcopy(network).eval()
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr)
-    abar = schedule_table(SCHEDULE).to(dev)  # the table the card records, so sampling uses the same
     gen = torch.Generator().manual_seed(seed)
     state_path = out.with_suffix(".state.pt")
     start_step, history = 0, []
@@ -494,37 +604,28 @@ def fit_prior(
     began = time.perf_counter()
     loss_value, val_loss = float("nan"), None
     for step in range(start_step, steps):
-        if isinstance(train, torch.Tensor):
-            idx = torch.randint(0, len(train), (batch_size,), generator=gen)
-            x0 = (augment(train[idx], gen) if augmentation else train[idx]).to(dev)
-        else:
-            x0 = train.sample(gen).to(dev)
-        t = torch.randint(0, len(abar), (len(x0),), generator=gen).to(dev)
-        eps = torch.randn(x0.shape, generator=gen).to(dev)
-        a = abar[t].reshape(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        x0 = sample(gen).to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.mse_loss(network(x_t, t).float(), eps)
+            value = loss(network, x0, gen)
         rate = learning_rate(lr, lr_decay, step - start_step, steps - start_step)
         for group in optimizer.param_groups:
             group["lr"] = rate
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         optimizer.step()
         with torch.no_grad():
             decay = min(ema_decay, (1 + step) / (10 + step))  # warm-up: early weights fade fast
             for e, p in zip(ema.parameters(), network.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
-        loss_value = float(loss.detach())
+        loss_value = float(value.detach())
         if progress is not None:
             progress(step + 1, steps, loss_value)
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-            val_loss = validation_loss(ema, validation, abar, seed) if len(validation) else None
+            val_loss = validate(ema)
             history.append(
                 {"step": step + 1, "train_loss": loss_value, "validation_loss": val_loss, "lr": rate}
             )
-            card = {**_card(arch, image_size, intensity, data, step + 1, history), **(extra_card or {})}
-            save_prior(out, ema, card)
+            save_prior(out, ema, card(step + 1, history))
             with atomic_path(state_path) as tmp:
                 torch.save(
                     {

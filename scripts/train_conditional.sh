@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# How the shipped conditional models plugins/medrecon_priors/weights/{bcdm-mri,diff-unfolding} were
+# produced (their cards hold the losses and the number of steps). Same data, held-out slab (axial
+# 80-95), validation slab (axial 120-127) and guards as the brain-1mm image prior
+# (scripts/train_brain_1mm_prior.sh): the MNI152 2009a T1 template nilearn ships, with synthetic
+# contrasts from its grey- and white-matter maps; measurements simulated on the fly.
+# BCDM: MRI only (8-coil-like multi-coil Cartesian, 4x-8x). Diff-Unfolding: MRI 4x-8x, sparse-view CT
+# (6-36 views), limited-angle CT (60-150 degrees) and known-kernel blur, one model.
+# Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both] [extra options, e.g. --resume]
+set -euo pipefail
+out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both] [options]}
+which=${2:-both}
+shift $(( $# >= 2 ? 2 : 1 ))
+mkdir -p "$out"
+data=$(python -c "from importlib.resources import files; print(files('nilearn.datasets') / 'data')")
+template="$data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+notice="MNI ICBM152 2009a nonlinear symmetric T1 template (skull-stripped) and its grey- and white-matter \
+probability maps, as shipped in the nilearn wheel; see the brain-1mm card for the full notice."
+train() {
+  medrecon train-conditional "$template" -o "$out/$1" --method "$1" \
+    --tissue-map "$data/mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz" \
+    --tissue-map "$data/mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz" \
+    --holdout 80:96 --validation 120:128 --holdout-guard 4 \
+    --steps "${CONDITIONAL_STEPS:-3000}" --batch-size 8 --lr 3e-4 --checkpoint-every 100 \
+    --seed 0 --device cpu --notice "$notice" "${@:2}"
+}
+if [[ $which == bcdm || $which == both ]]; then train bcdm "$@"; fi
+if [[ $which == diff-unfolding || $which == both ]]; then train diff-unfolding "$@"; fi
