@@ -268,6 +268,7 @@ def train_conditional(
             "intensity": {**native.intensity, "complex": False},
             "operators": [task.ranges for task in chosen],
             "operator_names": sorted({task.draw(lambda: 0.0)["name"] for task in chosen}),
+            "operator_classes": operator_classes(chosen),
             "noise": {
                 "relative_std": [list(task.noise) for task in chosen],
                 "meaning": "std of the measurement noise / rms of the noiseless measurement",
@@ -301,6 +302,11 @@ def train_conditional(
         resume=resume,
         progress=progress,
     )
+
+
+def operator_classes(tasks: Sequence[Task]) -> list[str]:
+    """The operator classes the tasks build (what a model's card checks a run's operator against)."""
+    return sorted({type(_build(json.dumps(t.draw(lambda: 0.0)), (1, 64, 64))).__name__ for t in tasks})
 
 
 @torch.no_grad()

@@ -230,30 +230,14 @@ def card_kind(card: dict[str, Any]) -> str:
 
 def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -> NetworkPrior:
     """Load a prior card and its safetensors weights into a NetworkPrior."""
-    from safetensors.torch import load_file
-
     card, card_path = load_card(weights)
-    network = build_unet(card["architecture"])
-    weight_file = card_path.parent / card["weights"]
-    if not weight_file.is_file():
-        raise InputError(f"prior card {card_path} names weights {card['weights']!r}, which are missing")
-    try:
-        state = load_file(str(weight_file))
-    except Exception as err:  # safetensors raises its own error type for damaged files
+    if card.get("kind") == "conditional":
         raise InputError(
-            f"weights {weight_file} could not be read: the file is damaged or truncated ({err})"
-        ) from None
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        example = (wrong or missing or unexpected)[0]
-        raise InputError(
-            f"weights {weight_file.name} do not fit the card's architecture: {len(missing)} missing, "
-            f"{len(unexpected)} unexpected and {len(wrong)} differently shaped tensors, e.g. {example}"
+            f"weights {weights!r} are a conditional model ({card.get('method', 'conditional')}), not an "
+            "image prior: use them as prior 'conditional' with sampler 'bcdm' or 'diff-unfolding'"
         )
-    network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    network = build_unet(card["architecture"])
+    load_weights(network, card_path.parent / card["weights"], card_path)
     intensity = card.get("intensity", {})
     card = {"name": card_path.stem, **card}
     multiple = int(card.get("size_multiple") or size_multiple(card["architecture"]))
@@ -272,6 +256,32 @@ def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -
         complex_parts=bool(intensity.get("complex", False)),
         pixel_spacing=None if spacing is None else tuple(spacing),
     )
+
+
+def load_weights(network: torch.nn.Module, weight_file: Path, card_path: Path) -> None:
+    """Load safetensors weights into `network`, refusing files that are missing, damaged, or that
+    do not fit the card's architecture (saying how)."""
+    from safetensors.torch import load_file
+
+    if not weight_file.is_file():
+        raise InputError(f"prior card {card_path} names weights {weight_file.name!r}, which are missing")
+    try:
+        state = load_file(str(weight_file))
+    except Exception as err:  # safetensors raises its own error type for damaged files
+        raise InputError(
+            f"weights {weight_file} could not be read: the file is damaged or truncated ({err})"
+        ) from None
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        example = (wrong or missing or unexpected)[0]
+        raise InputError(
+            f"weights {weight_file.name} do not fit the card's architecture: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected and {len(wrong)} differently shaped tensors, e.g. {example}"
+        )
+    network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
 def is_monai_bundle(path: str | Path) -> bool:

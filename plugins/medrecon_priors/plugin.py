@@ -1,6 +1,7 @@
 """Registers the built-in priors with medrecon (entry point `priors`)."""
 
 import medrecon
+from medrecon_priors.conditional import Conditional
 from medrecon_priors.gaussian import Gaussian
 from medrecon_priors.network import Diffusion
 from medrecon_priors.tv import TotalVariation
@@ -22,4 +23,9 @@ def medrecon_priors():
         name="diffusion",
         factory=Diffusion,
         summary="2D diffusion network (MONAI DiffusionModelUNet) from a prior card; volumes by slice",
+    )
+    yield medrecon.PriorSpec(
+        name="conditional",
+        factory=Conditional,
+        summary="Conditional model E[x0 | x_t, y] (BCDM, Diff-Unfolding): physics blocks call the operator",
     )

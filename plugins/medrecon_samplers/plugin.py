@@ -3,6 +3,7 @@
 import medrecon
 from medrecon_samplers.blind import BlindDPS, BlindTV
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
+from medrecon_samplers.conditional import BCDM, DiffUnfolding
 from medrecon_samplers.decomposed import CCDF, DDS
 from medrecon_samplers.gradient_guided import DPS, MCG
 from medrecon_samplers.likelihood import MMPS, PiGDM
@@ -36,6 +37,12 @@ SAMPLERS = (
         "Come-closer-diffuse-faster (Chung et al. 2022): diffuse a classical estimate, short reverse",
     ),
     ("dds", DDS, "Decomposed diffusion sampling (Chung et al. 2024): Tweedie, CG data consistency, DDIM"),
+    ("bcdm", BCDM, "BCDM (Gungor et al. 2024): ancestral sampling of a task-trained conditional model"),
+    (
+        "diff-unfolding",
+        DiffUnfolding,
+        "Diff-Unfolding (2025): DDIM with a conditional model whose physics blocks take any operator",
+    ),
     (
         "blind-dps",
         BlindDPS,

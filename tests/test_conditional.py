@@ -1,0 +1,212 @@
+"""Conditional models (BCDM, Diff-Unfolding): training, resume, inference at odd sizes, operator swap,
+and the bad inputs (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import medrecon
+from medrecon.conditional_training import train_conditional
+
+TINY = {
+    "class": "UnrolledPosterior",
+    "blocks": 2,
+    "cg_iterations": 3,
+    "unet": {
+        "class": "DiffusionModelUNet",
+        "spatial_dims": 2,
+        "in_channels": 3,
+        "out_channels": 1,
+        "channels": [8, 16],
+        "attention_levels": [False, False],
+        "mid_block_attention": False,
+        "num_res_blocks": 1,
+        "norm_num_groups": 8,
+        "num_head_channels": 8,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    from medrecon.samples import phantom_volume
+
+    path = tmp_path_factory.mktemp("conditional") / "v.nii.gz"
+    nib.save(nib.Nifti1Image(phantom_volume((24, 40, 40)).transpose(2, 1, 0), np.eye(4)), str(path))
+    return path
+
+
+def train(volume, out, steps, method="diff-unfolding", resume=False, **options):
+    return train_conditional(
+        [volume],
+        out,
+        method=method,
+        holdout=(2, 5),
+        validation=(18, 21),
+        guard=1,
+        patch_sizes=(16, 24),
+        size_weights=(0.5, 0.5),
+        batch_size=2,
+        steps=steps,
+        checkpoint_every=2,
+        architecture=TINY,
+        device="cpu",
+        resume=resume,
+        **options,
+    )
+
+
+@pytest.fixture(scope="module")
+def model(volume, tmp_path_factory):
+    """A tiny Diff-Unfolding model trained for a few steps on MRI, CT and blur."""
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    train(volume, out, 4)
+    return out.with_suffix(".json")
+
+
+def phantom_problem(shape, operator):
+    from medrecon.samples import phantom_volume
+
+    return medrecon.simulate(phantom_volume(shape), operator, noise_std=0.01, seed=1)
+
+
+def test_training_writes_a_card_that_says_what_the_model_is(model):
+    card = json.loads(model.read_text())
+    assert card["kind"] == "conditional" and card["method"] == "diff-unfolding"
+    assert card["operator_names"] == ["blind-deconv", "ct-parallel", "mri-multicoil"]
+    assert card["operator_classes"] == ["Convolution", "MultiCoilMRI", "ParallelBeamCT"]
+    assert card["operators"][0]["acceleration"] == [4.0, 8.0]
+    assert card["pixel_spacing_mm"] == [1.0, 1.0] and card["min_size"] == 2
+    assert card["training"]["data"]["holdout"] == [2, 5]
+    history = card["training"]["history"]
+    assert [h["step"] for h in history] == [2, 4] and all(np.isfinite(h["validation_loss"]) for h in history)
+
+
+def test_resume_continues_exactly_where_training_stopped(volume, tmp_path):
+    from safetensors.torch import load_file
+
+    train(volume, tmp_path / "whole", 4, method="bcdm")
+    train(volume, tmp_path / "parts", 2, method="bcdm")
+    train(volume, tmp_path / "parts", 4, method="bcdm", resume=True)
+    whole = load_file(str(tmp_path / "whole.safetensors"))
+    parts = load_file(str(tmp_path / "parts.safetensors"))
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+    card = json.loads((tmp_path / "parts.json").read_text())
+    assert card["method"] == "bcdm" and card["operator_names"] == ["mri-multicoil"]
+
+
+@pytest.mark.parametrize("shape", [(3, 61, 61), (2, 233, 197)])
+def test_both_samplers_run_on_odd_sizes_with_std_maps(model, shape):
+    for sampler, operator in (("diff-unfolding", {"name": "ct-parallel", "views": 12}),):
+        m = phantom_problem(shape, operator)
+        recipe = {
+            "prior": {"name": "conditional", "weights": str(model)},
+            "sampler": {"name": sampler, "steps": 2, "samples": 2},
+        }
+        steps = []
+        result = medrecon.reconstruct(recipe, m, device="cpu", progress=steps.append)
+        assert result.image.shape == shape and result.std.shape == shape
+        assert torch.isfinite(result.image).all() and float(result.std.mean()) > 0
+        assert [s.index for s in steps] == [0, 1] and result.info["nfe"] == 2 * 2 * 2
+
+
+def test_tv_z_and_cancel(model):
+    m = phantom_problem((4, 32, 32), {"name": "mri-multicoil", "acceleration": 4})
+    recipe = {
+        "prior": {"name": "conditional", "weights": str(model)},
+        "sampler": {"name": "diff-unfolding", "steps": 3, "tv_z": 0.01},
+    }
+    assert medrecon.reconstruct(recipe, m, device="cpu").image.shape == (4, 32, 32)
+    with pytest.raises(medrecon.Cancelled):
+        medrecon.reconstruct(recipe, m, device="cpu", cancel=lambda: True)
+
+
+def test_an_operator_the_model_never_saw_plugs_into_its_physics_blocks(model, caplog):
+    """The third-party example plugin's pixel binning and the built-in inpainting: not in training."""
+    sys.path.insert(0, str(Path(__file__).parent / "plugin_dists" / "medrecon-example"))
+    try:
+        from medrecon_example.plugin import PixelBinning
+    finally:
+        sys.path.pop(0)
+    from medrecon.samples import phantom_volume
+
+    x = torch.from_numpy(phantom_volume((2, 40, 40)))
+    prior = medrecon.build_component(
+        "prior", medrecon.ComponentRecipe("conditional", {"weights": str(model)})
+    )
+    sampler = medrecon.build_component("sampler", medrecon.ComponentRecipe("diff-unfolding", {"steps": 2}))
+    for op in (
+        PixelBinning((2, 40, 40), factor=2),
+        medrecon.build_operator(medrecon.ComponentRecipe("inpainting", {"missing": 0.5}), shape=(2, 40, 40)),
+    ):
+        problem = medrecon.Problem(op, op(x) + 0.01 * torch.randn(op.range_shape), 0.01)
+        with caplog.at_level(logging.WARNING):
+            result = sampler.run(problem, prior)
+        assert result.image.shape == (2, 40, 40) and torch.isfinite(result.image).all()
+        assert f"not on {type(op).__name__}" in caplog.text
+
+
+class Squared(medrecon.Operator):
+    """A non-linear operator: y = x^2."""
+
+    linear = False
+
+    def __init__(self, shape):
+        super().__init__()
+        self.domain_shape = self.range_shape = tuple(shape)
+
+    def forward(self, x):
+        return x**2
+
+    def adjoint(self, y):
+        raise NotImplementedError
+
+
+def test_bad_inputs_get_clear_errors(model, tmp_path):
+    conditional = {"name": "conditional", "weights": str(model)}
+    complex_mri = phantom_problem((2, 32, 32), {"name": "mri-multicoil", "complex_image": True})
+    with pytest.raises(medrecon.InputError, match="trained on real images"):
+        medrecon.reconstruct({"prior": conditional, "sampler": {"name": "diff-unfolding"}}, complex_mri)
+    mri = phantom_problem((2, 32, 32), {"name": "mri-multicoil"})
+    with pytest.raises(medrecon.InputError, match="use sampler 'diff-unfolding'"):
+        medrecon.reconstruct({"prior": conditional, "sampler": {"name": "bcdm"}}, mri)
+    with pytest.raises(medrecon.IncompatibleError, match="needs a conditional model"):
+        medrecon.reconstruct({"prior": {"name": "tv"}, "sampler": {"name": "diff-unfolding"}}, mri)
+    with pytest.raises(medrecon.InputError, match="conditional model"):
+        medrecon.build_component("prior", medrecon.ComponentRecipe("diffusion", {"weights": str(model)}))
+    with pytest.raises(medrecon.InputError, match="not a conditional model"):
+        medrecon.build_component("prior", medrecon.ComponentRecipe("conditional", {"weights": "brain-1mm"}))
+    tiny = phantom_problem((2, 1, 9), {"name": "inpainting", "missing": 0.3})
+    with pytest.raises(medrecon.InputError, match="too small"):
+        medrecon.reconstruct({"prior": conditional, "sampler": {"name": "diff-unfolding"}}, tiny)
+    prior = medrecon.build_component(
+        "prior", medrecon.ComponentRecipe("conditional", {"weights": str(model)})
+    )
+    sampler = medrecon.build_component("sampler", medrecon.ComponentRecipe("diff-unfolding", {}))
+    squared = Squared((2, 32, 32))
+    with pytest.raises(medrecon.IncompatibleError, match="needs a linear operator"):
+        sampler.run(medrecon.Problem(squared, torch.ones(2, 32, 32), 0.01), prior)
+    # weights that do not fit the card, and a damaged file: no model is built
+    card = json.loads(model.read_text())
+    card["architecture"]["blocks"] = 3
+    (tmp_path / "wrong.json").write_text(json.dumps(card))
+    (tmp_path / card["weights"]).write_bytes(model.with_suffix(".safetensors").read_bytes())
+    with pytest.raises(medrecon.InputError, match="do not fit the card"):
+        medrecon.build_component(
+            "prior", medrecon.ComponentRecipe("conditional", {"weights": str(tmp_path / "wrong.json")})
+        )
+    (tmp_path / card["weights"]).write_bytes(b"not safetensors")
+    with pytest.raises(medrecon.InputError, match="damaged"):
+        medrecon.build_component(
+            "prior", medrecon.ComponentRecipe("conditional", {"weights": str(tmp_path / "wrong.json")})
+        )
+    with pytest.raises(medrecon.InputError, match="--method"):
+        train_conditional([], tmp_path / "x", method="dps")
