@@ -3,6 +3,7 @@
     python benchmarks/quality.py [--json PATH] [--volume held-out|template|FILE.nii.gz]
                                  [--case NAME ...] [--seeds N] [--slices N] [--device auto|cpu|cuda]
                                  [--quick] [--posterior-mean K] [--weights CARD]
+                                 [--conditional [BCDM,UNFOLDING]] [--only-conditional]
 
 Runs every case of `medrecon demo` (same operators, noise, methods and hyperparameters) for
 `--seeds` seeds (each seed draws new measurement noise, coil maps stay, and new sampler noise) and
@@ -124,6 +125,30 @@ def with_weights(case, weights: str):
     return replace(case, methods=tuple(methods))
 
 
+def with_conditional(case, bcdm: str, unfolding: str):
+    """The case with the conditional models added (issue 13): BCDM (weights `bcdm`, trained on MRI
+    4-8x) on the real-valued MRI cases, Diff-Unfolding (weights `unfolding`) on every case but the
+    complex one (both models take real images). On the blind deblurring case Diff-Unfolding gets
+    the operator with the true kernel, as the "TV, true kernel" baseline does."""
+    from medrecon.demo import Method
+
+    if case.phase != "none":
+        return case
+    extra = []
+    if case.operator["name"] == "mri-multicoil":
+        extra.append(
+            Method(
+                "BCDM",
+                {"prior": {"name": "conditional", "weights": bcdm}, "sampler": {"name": "bcdm"}},
+                diffusion=True,
+            )
+        )
+    label = "Diff-Unfolding" + (", true kernel" if case.operator["name"] == "blind-deconv" else "")
+    recipe = {"prior": {"name": "conditional", "weights": unfolding}, "sampler": {"name": "diff-unfolding"}}
+    extra.append(Method(label, recipe, diffusion=True))
+    return replace(case, methods=(*case.methods, *extra))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,6 +170,14 @@ def main() -> None:
     parser.add_argument(
         "--weights", help="another prior card (or shipped name) for the diffusion methods, to compare"
     )
+    parser.add_argument(
+        "--conditional",
+        nargs="?",
+        const="bcdm-mri,diff-unfolding",
+        metavar="BCDM,UNFOLDING",
+        help="add the conditional models (BCDM on MRI, Diff-Unfolding everywhere); optionally other weights",
+    )
+    parser.add_argument("--only-conditional", action="store_true", help="with --conditional: skip the others")
     args = parser.parse_args()
 
     truth, affine, description, seen = load_volume(args.volume)
@@ -154,6 +187,17 @@ def main() -> None:
     cases = select_cases(args.case, args.quick)
     if args.weights:
         cases = [with_weights(case, args.weights) for case in cases]
+    if args.conditional:
+        bcdm, unfolding = args.conditional.split(",")
+        cases = [with_conditional(case, bcdm, unfolding) for case in cases]
+        if args.only_conditional:
+            cases = [
+                replace(
+                    case,
+                    methods=tuple(m for m in case.methods if m.recipe and "conditional" in str(m.recipe)),
+                )
+                for case in cases
+            ]
     if args.posterior_mean > 1:
         cases = [with_posterior_mean(case, args.posterior_mean) for case in cases]
     per_seed = []

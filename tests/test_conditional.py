@@ -210,3 +210,20 @@ def test_bad_inputs_get_clear_errors(model, tmp_path):
         )
     with pytest.raises(medrecon.InputError, match="--method"):
         train_conditional([], tmp_path / "x", method="dps")
+
+
+def test_train_conditional_from_the_command_line(volume, tmp_path):
+    from click.testing import CliRunner
+
+    from medrecon.cli import main
+
+    args = ["train-conditional", str(volume), "-o", str(tmp_path / "m"), "--method", "bcdm"]
+    args += ["--acceleration", "5:6", "--patch-sizes", "16", "--batch-size", "1", "--steps", "2"]
+    args += ["--holdout", "2:5", "--validation", "18:21", "--device", "cpu"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["method"] == "bcdm" and card["operators"][0]["acceleration"] == [5.0, 6.0]
+    assert card["architecture"]["blocks"] == 3 and card["training"]["steps"] == 2
+    bad = CliRunner().invoke(main, [*args[:6], "--tasks", "mri,pet"])
+    assert bad.exit_code != 0 and "unknown task" in bad.output

@@ -60,7 +60,7 @@ def test_readme_examples_run_as_written(tmp_path, monkeypatch):
     ran = 0
     for line in commands:
         words = shlex.split(line, comments=True)
-        if not words or words[1] in ("train-prior", "demo"):
+        if not words or words[1] in ("train-prior", "train-conditional", "demo"):
             continue
         if "--recipe" in words:
             (tmp_path / "recipe.toml").write_text(using.split("```toml\n", 1)[1].split("```", 1)[0])
