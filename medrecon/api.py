@@ -17,6 +17,7 @@ import torch
 
 from medrecon.contracts import (
     CancelFn,
+    ConditionalPrior,
     DiffusionPrior,
     Operator,
     Prior,
@@ -356,7 +357,7 @@ def in_plane_spacing(affine: np.ndarray, slice_axis: int, ndim: int) -> tuple[fl
 
 def spacing_warning(prior: Prior | None, affine: np.ndarray | None, ndim: int) -> str | None:
     """A sentence when the data's in-plane pixel size is more than 25% from the prior's, else None."""
-    if not isinstance(prior, DiffusionPrior):  # only a trained prior knows its pixel size
+    if not isinstance(prior, DiffusionPrior | ConditionalPrior):  # only trained models know theirs
         return None
     trained = prior.pixel_spacing
     if trained is None or affine is None or ndim not in (2, 3):

@@ -227,3 +227,24 @@ def test_train_conditional_from_the_command_line(volume, tmp_path):
     assert card["architecture"]["blocks"] == 3 and card["training"]["steps"] == 2
     bad = CliRunner().invoke(main, [*args[:6], "--tasks", "mri,pet"])
     assert bad.exit_code != 0 and "unknown task" in bad.output
+
+
+def test_a_conditional_model_in_a_monai_pipeline(model):
+    from monai.data import MetaTensor
+
+    from medrecon.monai import Reconstructd, SimulateMeasurementd
+    from medrecon.samples import phantom_volume
+
+    image = MetaTensor(
+        torch.from_numpy(phantom_volume((8, 32, 32))).permute(2, 1, 0)[None], affine=torch.eye(4)
+    )
+    simulate = SimulateMeasurementd(
+        keys="image", operator={"name": "ct-parallel", "views": 16}, noise_std=0.01
+    )
+    recipe = {
+        "prior": {"name": "conditional", "weights": str(model)},
+        "sampler": {"name": "diff-unfolding", "steps": 2},
+    }
+    out = Reconstructd(keys="image_measurement", recipe=recipe)(simulate({"image": image}))
+    assert out["reconstruction"].shape == image.shape
+    torch.testing.assert_close(out["reconstruction"].affine, image.affine)
