@@ -1,6 +1,7 @@
 """How the demo's hyperparameters were chosen: sweeps on the validation slab, never on the test slab.
 
     python benchmarks/tune.py [--case NAME ...] [--slices N] [--steps N] [--json PATH] [--device D]
+                              [--conditional [BCDM,UNFOLDING]]
 
 The `brain-1mm` prior was trained with two axial slabs of the MNI152 template cut out (each with 4
 guard slices): the test slab (slices 80-95, the shipped sample, what `benchmarks/quality.py` and
@@ -129,6 +130,29 @@ def evaluate(m, truth, case, method, label, recipe, external, device) -> dict:
     }
 
 
+#: the conditional samplers' settings tried: steps x eta
+CONDITIONAL_GRID = [(steps, eta) for steps in (1, 5, 10, 20) for eta in (0.0, 1.0)]
+
+
+def conditional_sweep(case: str, weights: list[str], run) -> list[dict]:
+    """BCDM (MRI cases) and Diff-Unfolding over CONDITIONAL_GRID; the best row of each."""
+    bcdm, unfolding = weights
+    methods = [("Diff-Unfolding", "diff-unfolding", unfolding)]
+    if case.startswith("mri"):
+        methods.insert(0, ("BCDM", "bcdm", bcdm))
+    best = []
+    for label, sampler, card in methods:
+        rows = []
+        for steps, eta in CONDITIONAL_GRID:
+            recipe = {
+                "prior": {"name": "conditional", "weights": card},
+                "sampler": {"name": sampler, "steps": steps, "eta": eta},
+            }
+            rows.append(run(case, label, json.dumps({"steps": steps, "eta": eta}), recipe, None))
+        best.append(max(rows, key=lambda r: r["psnr_db"]))
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,6 +166,13 @@ def main() -> None:
     parser.add_argument("--dds-start", type=json.loads, default=DDS_START, help="JSON: DDS's first setting")
     parser.add_argument(
         "--dds-axes", type=json.loads, default=DDS_AXES, help="JSON: {parameter: [values]}, searched in order"
+    )
+    parser.add_argument(
+        "--conditional",
+        nargs="?",
+        const="bcdm-mri,diff-unfolding",
+        metavar="BCDM,UNFOLDING",
+        help="sweep the conditional samplers' steps and eta instead (their weights optional)",
     )
     args = parser.parse_args()
     import medrecon
@@ -159,6 +190,11 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             return row
 
+        if args.conditional:
+            if phase == "none":
+                for row in conditional_sweep(case, args.conditional.split(","), run):
+                    print(f"BEST {case} {row['method']}: {row['setting']} {row['psnr_db']} dB", flush=True)
+            continue
         for method, options in baselines(case).items():
             if args.method and method not in args.method:
                 continue
