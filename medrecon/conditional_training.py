@@ -233,6 +233,7 @@ def train_conditional(
     torch.manual_seed(seed)
     network = build_conditional(arch).to(dev)
     abar = schedule_table(SCHEDULE).to(dev)
+    classes = operator_classes(chosen)  # for the card: built once, not at every checkpoint
 
     def loss(net: torch.nn.Module, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         def uniform() -> float:
@@ -268,7 +269,7 @@ def train_conditional(
             "intensity": {**native.intensity, "complex": False},
             "operators": [task.ranges for task in chosen],
             "operator_names": sorted({task.draw(lambda: 0.0)["name"] for task in chosen}),
-            "operator_classes": operator_classes(chosen),
+            "operator_classes": classes,
             "noise": {
                 "relative_std": [list(task.noise) for task in chosen],
                 "meaning": "std of the measurement noise / rms of the noiseless measurement",
