@@ -6,10 +6,14 @@ Bilecen, Çukur 2024):
 
 1. Bayesian conditioning. x_t = sqrt(a) x0 + sqrt(1 - a) eps says x_t / sqrt(a) is x0 plus white
    noise of variance (1 - a) / a; y = A x0 + n says y is A x0 plus noise of variance s^2. With a
-   flat prior the posterior mean of x0 given both is the solution of
-   (A^H A + mu I) x = A^H y + mu x_t / sqrt(a),  mu = s^2 a / (1 - a),
+   Gaussian prior x0 ~ N(0, v I) the posterior mean of x0 given both is the solution of
+   (A^H A + (mu + s^2 / v) I) x = A^H y + mu x_t / sqrt(a),  mu = s^2 a / (1 - a),
    which `cg_iterations` of conjugate gradient approximate (in units of ||A||^2, so that one model
-   serves operators of any scale). At large t it is a least-squares fit of y, at small t x_t.
+   serves operators of any scale). At large t it is a regularised least-squares fit of y, at small
+   t x_t. The prior term (`prior_variance` v) matters where A sees nothing: without it (BCDM's flat
+   prior, v = None) the null space of A gets x_t / sqrt(a), noise of std up to ~150 at t = 999,
+   which an operator with a large null space (inpainting, super-resolution) passes on to the
+   learned blocks; with it, the null space gets E[x0 | x_t] = sqrt(a) v x_t / (a v + 1 - a).
 2. `blocks` unrolled blocks, each a physics step z = x - step_k A^H (A x - y) / ||A||^2 (learned
    step size) and a learned block x = z + D(z, x_init, x_t, t), D a MONAI DiffusionModelUNet with
    three input channels and the diffusion time embedding, applied slice by slice.
@@ -38,6 +42,7 @@ UNROLLED_ARCHITECTURE: dict[str, Any] = {
     "class": "UnrolledPosterior",
     "blocks": 3,
     "cg_iterations": 5,
+    "prior_variance": 1.0,
     "unet": {
         "class": "DiffusionModelUNet",
         "spatial_dims": 2,
@@ -92,31 +97,44 @@ def condition_of(problem: Problem, norm2: float | None = None) -> Condition:
 
 class UnrolledPosterior(torch.nn.Module):
     """E[x0 | x_t, y]: BCDM's Gaussian conditioning, then `blocks` physics + learned blocks (module
-    docstring). `shared` uses one learned block for all (the shipped models do not)."""
+    docstring). `shared` uses one learned block for all (the shipped models do not);
+    `prior_variance` None is BCDM's flat prior (cards written before it existed)."""
 
-    def __init__(self, unet: dict[str, Any], blocks: int = 3, cg_iterations: int = 5, shared: bool = False):
+    def __init__(
+        self,
+        unet: dict[str, Any],
+        blocks: int = 3,
+        cg_iterations: int = 5,
+        shared: bool = False,
+        prior_variance: float | None = None,
+    ):
         super().__init__()
         if blocks < 1 or cg_iterations < 0:
             raise InputError(f"blocks must be >= 1 and cg_iterations >= 0, got {blocks}, {cg_iterations}")
+        if prior_variance is not None and not prior_variance > 0:
+            raise InputError(f"prior_variance must be > 0 (or absent: a flat prior), got {prior_variance}")
         if unet.get("in_channels") != 3 or unet.get("out_channels") != 1:
             raise InputError("an UnrolledPosterior's learned block takes 3 channels and gives 1")
         count = 1 if shared else blocks
         self.learned = torch.nn.ModuleList(build_unet(unet) for _ in range(count))
         self.step = torch.nn.Parameter(torch.ones(blocks))
         self.blocks, self.cg_iterations = blocks, cg_iterations
+        self.prior_variance = prior_variance
         self.multiple = size_multiple(unet)
         self.slice_batch = 0  # 0: all slices at once (training); > 0: chunks of that many (inference)
 
     def initial(self, x_t: torch.Tensor, abar: torch.Tensor, cond: Condition) -> torch.Tensor:
-        """The Gaussian conditioning: (A^H A + mu I) x = A^H y + mu x_t / sqrt(a) by CG (mu in
-        units of ||A||^2), no network."""
-        mu = max(cond.noise_var, NOISE_FLOOR) * float(abar / (1 - abar)) / cond.norm2
+        """The Gaussian conditioning: (A^H A + (mu + s^2 / v) I) x = A^H y + mu x_t / sqrt(a) by CG
+        (mu and s^2 / v in units of ||A||^2), no network."""
+        noise_var = max(cond.noise_var, NOISE_FLOOR)
+        mu = noise_var * float(abar / (1 - abar)) / cond.norm2
+        damping = mu + (noise_var / self.prior_variance / cond.norm2 if self.prior_variance else 0.0)
         scaled = x_t / abar.sqrt()
         rhs = cond.aty / cond.norm2 + mu * scaled
         if not self.cg_iterations:
             return rhs
         return conjugate_gradient(
-            lambda v: cond.gram(v) / cond.norm2 + mu * v, rhs, iterations=self.cg_iterations, batch_dims=1
+            lambda v: cond.gram(v) / cond.norm2 + damping * v, rhs, iterations=self.cg_iterations, batch_dims=1
         )
 
     def forward(self, x_t: torch.Tensor, t: int, abar: torch.Tensor, cond: Condition) -> torch.Tensor:
