@@ -115,7 +115,8 @@ class ReconstructWidget(QWidget):
         self.source.changed.connect(lambda _=None: self._fit_source())
         self._fit_source()
         combos = (self.operator, self.prior, self.sampler)
-        for part in (self.source, self.device, self.preset, *combos, *self.forms.values()):
+        # (a preset changes the parts it fills; one that cannot be applied keeps its message)
+        for part in (self.source, self.device, *combos, *self.forms.values()):
             part.changed.connect(lambda _=None: self._show_cost())
         self._show_cost()
         self.run_button.clicked.connect(self.start)
@@ -151,9 +152,23 @@ class ReconstructWidget(QWidget):
         return None if measurement is None else measurement.operator.name
 
     def apply_preset(self, name: str) -> None:
+        """Fill the form from a preset; one whose components are not installed here (a prior from
+        a plugin this environment lacks) leaves the form as it was and says why in the status."""
+        from medrecon import MedreconError, Recipe
+
         if name in (None, CUSTOM) or getattr(self, "_applying", False):
             return
         preset = self.presets[name]
+        try:
+            Recipe.from_dict({"operator": preset.operator, **preset.recipe}).validate(self.host)
+        except MedreconError as err:
+            self._applying = True
+            try:
+                self.preset.value = CUSTOM  # the form below is not that preset
+            finally:
+                self._applying = False
+            self.status.value = f"preset not applied: {err}"
+            return
         self._applying = True
         try:
             self.set_recipe({"operator": preset.operator, **preset.recipe})

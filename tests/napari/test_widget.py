@@ -314,3 +314,46 @@ def test_recipes_round_trip_through_the_toml_the_cli_reads(viewer_with_widget, t
         widget.load_recipe(tmp_path / name)
         assert widget.status.value.startswith("recipe not loaded: ") and message in widget.status.value
         assert widget.recipe()["sampler"] == {"name": "cg", "iterations": 7}  # the form as it was
+
+
+def test_bad_starts_leave_the_form_and_the_layers_as_they_were(viewer_with_widget, qtbot):
+    """A preset whose prior is not installed, a layer of the wrong dimensionality, and a second
+    start during a run: each is said in the status; no form change, no layer, no second worker."""
+    from medrecon.presets import Preset
+
+    viewer, widget, _ = viewer_with_widget
+    missing = Preset(
+        "needs a missing prior",
+        {"name": "mri-multicoil"},
+        0.01,
+        {"prior": {"name": "nope"}, "sampler": {"name": "dds"}},
+    )
+    widget.presets[missing.name] = missing
+    widget.preset.choices = [*widget.preset.choices, missing.name]
+    before = widget.recipe()
+    widget.preset.value = missing.name
+    assert widget.status.value.startswith("preset not applied: ") and "'nope'" in widget.status.value
+    assert widget.recipe() == before and widget.preset.value == "(custom)"
+
+    widget.preset.value = "8-coil MRI, 4x equispaced - DDS + TV-z"
+    widget.sampler.value = "cg"
+    widget.prior.value = "(none)"
+    widget.device.value = "cpu"
+    widget.source.value = viewer.add_image(np.zeros((2, 3, 32, 32), np.float32), name="4d")
+    count = len(viewer.layers)
+    widget.start()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
+    assert widget.status.value.startswith("failed: ") and "(2, 3, 32, 32)" in widget.status.value
+    assert len(viewer.layers) == count
+
+    widget.source.value = viewer.layers["phantom"]
+    widget.sampler.value = "admm-tv"
+    widget.prior.value = "tv"
+    widget.forms["sampler"]["iterations"].value = 400
+    widget.start()
+    worker = widget.worker
+    widget.start()  # a second start while the first runs
+    assert widget.status.value == "a run is under way: wait for it or cancel it first"
+    assert widget.worker is worker
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
