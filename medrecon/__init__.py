@@ -23,6 +23,8 @@ from medrecon.contracts import (
     Sampler,
     SingularDecomposition,
     Step,
+    TrainingImages,
+    TrainingTask,
     check_compatible,
 )
 from medrecon.device import resolve_device
@@ -49,7 +51,7 @@ from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
 from medrecon.params import CONTEXT_PARAMETERS
 from medrecon.plugin import PluginHost, default_host, hookimpl
 from medrecon.recipe import ComponentRecipe, Recipe, parse_value, toml_value
-from medrecon.specs import OperatorSpec, PriorSpec, SamplerSpec
+from medrecon.specs import DatasetSpec, OperatorSpec, PriorSpec, SamplerSpec, TaskSpec
 
 __version__ = "0.1.0"
 
@@ -70,7 +72,6 @@ PUBLIC_MODULES = (
     "medrecon.conditional",
     "medrecon.io",
     "medrecon.intensity",
-    "medrecon.kernels",
     "medrecon.metrics",
     "medrecon.monai",
     "medrecon.presets",
@@ -94,6 +95,7 @@ __all__ = [
     "Cancelled",
     "ComponentRecipe",
     "ConditionalPrior",
+    "DatasetSpec",
     "DiffusionPrior",
     "GaussianPrior",
     "IncompatibleError",
@@ -117,6 +119,9 @@ __all__ = [
     "Sampler",
     "SamplerSpec",
     "Step",
+    "TaskSpec",
+    "TrainingImages",
+    "TrainingTask",
     "Volume",
     "adjoint_test",
     "build_component",

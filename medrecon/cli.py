@@ -44,6 +44,19 @@ def _parse_params(items: tuple[str, ...], default_section: str | None) -> dict[s
     return out
 
 
+def _key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
+    """KEY=VALUE items (values typed as in recipes) as a dict."""
+    from medrecon.recipe import parse_value
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"{option} {item!r} must look like KEY=VALUE (e.g. kernel_size=15)")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
 def _apply_overrides(recipe, overrides: dict[str, dict[str, Any]], **names: str | None):
     """Switch components by name (--sampler, --prior) and merge -p parameters into the recipe."""
     from medrecon.errors import listing
@@ -475,7 +488,7 @@ class _progress_bar:
     "--image-size",
     type=int,
     default=None,
-    help="64 for images; for kernels the kernel size rounded up to 4s.",
+    help="64 for images (with --dataset, give the dataset's own option instead).",
 )
 @click.option("--axis", type=int, default=2, show_default=True, help="Slice axis after RAS (2: axial).")
 @click.option("--holdout", default=None, help="Held-out slab of slice indices START:STOP (validation only).")
@@ -488,13 +501,20 @@ class _progress_bar:
 )
 @click.option("--notice", default="", help="Where the data came from and its licence, written into the card.")
 @click.option(
-    "--kernels",
-    "kernel_count",
-    type=int,
-    default=0,
-    help="Train a blur-kernel prior on this many random kernels instead (no VOLUMES).",
+    "--dataset",
+    default=None,
+    help="Train on a plugin's generated images instead of VOLUMES (`medrecon plugins`, kind dataset; "
+    "e.g. blur-kernels, the kernel prior of blind-dps).",
 )
-@click.option("--kernel-size", type=int, default=15, show_default=True, help="Kernel size for --kernels.")
+@click.option(
+    "--count", type=int, default=4000, show_default=True, help="With --dataset: images to generate."
+)
+@click.option(
+    "--dataset-option",
+    "dataset_options",
+    multiple=True,
+    help="With --dataset: KEY=VALUE for the dataset (e.g. kernel_size=15).",
+)
 @click.option(
     "--native",
     is_flag=True,
@@ -546,8 +566,9 @@ def train_prior_command(
     holdout,
     holdout_guard,
     notice,
-    kernel_count,
-    kernel_size,
+    dataset,
+    count,
+    dataset_options,
     native,
     orientations,
     patch_sizes,
@@ -563,13 +584,15 @@ def train_prior_command(
 ):
     """Train a 2D slice diffusion prior on NIfTI VOLUMES (files or folders): OUT.json + OUT.safetensors.
 
-    With --kernels N, train a blur-kernel prior (for blind-dps) on N random kernels instead."""
-    from medrecon.training import train_kernel_prior, train_native_prior, train_prior
+    With --dataset NAME, train on COUNT images a plugin generates instead (e.g. blur-kernels)."""
+    from medrecon.training import train_dataset_prior, train_native_prior, train_prior
 
-    if kernel_count and volumes:
-        raise RecipeError("--kernels trains on generated kernels: give no VOLUMES with it")
-    if not kernel_count and not volumes:
-        raise RecipeError("give NIfTI VOLUMES to train on (or --kernels N for a kernel prior)")
+    if dataset and volumes:
+        raise RecipeError("--dataset trains on generated images: give no VOLUMES with it")
+    if not dataset and not volumes:
+        raise RecipeError("give NIfTI VOLUMES to train on (or --dataset NAME, e.g. blur-kernels)")
+    if dataset_options and not dataset:
+        raise RecipeError("--dataset-option applies to --dataset training")
     files = _training_files(volumes)
     from medrecon.training import check_training_options
 
@@ -590,10 +613,15 @@ def train_prior_command(
             "resume": resume,
             "progress": lambda step, total, loss: bar.update(task, completed=step, loss=loss),
         }
-        if kernel_count:
-            size = image_size or -(-(kernel_size + 1) // 4) * 4
-            report = train_kernel_prior(
-                out, count=kernel_count, kernel_size=kernel_size, image_size=size, **options
+        if dataset:
+            if image_size is not None:
+                raise RecipeError("with --dataset the image size is the dataset's: give --dataset-option")
+            report = train_dataset_prior(
+                out,
+                dataset,
+                count=count,
+                dataset_options=_key_values(dataset_options, "--dataset-option"),
+                **options,
             )
         elif native:
             names = ("axial", "coronal", "sagittal")
@@ -685,15 +713,19 @@ def _report_training(report) -> None:
     type=click.Choice(["bcdm", "diff-unfolding"]),
     default="diff-unfolding",
     show_default=True,
-    help="bcdm: one task (default MRI 4-8x); diff-unfolding: MRI, CT and blur at once.",
+    help="bcdm: trained per task (give --tasks); diff-unfolding: one model across tasks.",
 )
 @click.option(
-    "--tasks", default=None, help="Operator families, comma-separated: mri, ct-sparse, ct-limited, blur."
+    "--tasks",
+    default=None,
+    help="Training tasks (operator families from the plugins, `medrecon plugins`), comma-separated; "
+    "diff-unfolding's default: every installed one.",
 )
-@click.option("--acceleration", default=None, help="MRI accelerations LOW:HIGH (default 4:8).")
-@click.option("--views", default=None, help="Sparse-view CT views LOW:HIGH (default 6:36).")
 @click.option(
-    "--angle-span", default=None, help="Limited-angle CT spans in degrees LOW:HIGH (default 60:150)."
+    "--task-option",
+    "task_options",
+    multiple=True,
+    help="TASK.PARAM=VALUE, a task's range, LOW:HIGH for a pair (e.g. mri.acceleration=4:6).",
 )
 @click.option(
     "--tissue-map",
@@ -724,9 +756,7 @@ def train_conditional_command(
     out,
     method,
     tasks,
-    acceleration,
-    views,
-    angle_span,
+    task_options,
     tissue_maps,
     holdout,
     validation,
@@ -744,8 +774,9 @@ def train_conditional_command(
 ):
     """Train a conditional model (BCDM or Diff-Unfolding) on NIfTI VOLUMES: OUT.json + OUT.safetensors.
 
-    Measurements are simulated on the fly with the operator plugins (random accelerations, masks,
-    views, angle ranges, kernels and noise levels) from native-resolution patches of the volumes."""
+    Measurements are simulated on the fly with the operator plugins' training tasks (random
+    operators from each task's ranges, random noise levels) from native-resolution patches of the
+    volumes."""
     from medrecon.conditional_training import train_conditional
 
     files = _training_files(volumes)
@@ -756,9 +787,7 @@ def train_conditional_command(
             out,
             method=method,
             tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
-            acceleration=_range_option("--acceleration", acceleration),
-            views=_range_option("--views", views, int),
-            angle_span=_range_option("--angle-span", angle_span),
+            task_options=_task_options(task_options),
             tissue_maps=tissue_maps,
             holdout=_slab_option("--holdout", holdout),
             validation=_slab_option("--validation", validation),
@@ -779,14 +808,22 @@ def train_conditional_command(
     _report_training(report)
 
 
-def _range_option(name: str, value: str | None, kind=float):
-    if not value:
-        return None
-    low, sep, high = value.partition(":")
-    try:
-        return (kind(low), kind(high) if sep else kind(low))
-    except ValueError:
-        raise RecipeError(f"{name} must be LOW:HIGH numbers, got {value!r}") from None
+def _task_options(items: tuple[str, ...]) -> dict[str, dict]:
+    """--task-option TASK.PARAM=VALUE items as {task: {param: value}}; LOW:HIGH is a pair."""
+    from medrecon.recipe import parse_value
+
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        task, dot, param = key.strip().partition(".")
+        if not (sep and dot and task and param and text.strip()):
+            raise RecipeError(
+                f"--task-option {item!r} must look like TASK.PARAM=VALUE (e.g. mri.acceleration=4:6)"
+            )
+        low, colon, high = text.strip().partition(":")
+        value = [parse_value(low), parse_value(high)] if colon else parse_value(text.strip())
+        out.setdefault(task, {})[param] = value
+    return out
 
 
 def _patch_sizes(value: str) -> tuple[list[int], list[float]]:

@@ -134,7 +134,10 @@ class UnrolledPosterior(torch.nn.Module):
         if not self.cg_iterations:
             return rhs
         return conjugate_gradient(
-            lambda v: cond.gram(v) / cond.norm2 + damping * v, rhs, iterations=self.cg_iterations, batch_dims=1
+            lambda v: cond.gram(v) / cond.norm2 + damping * v,
+            rhs,
+            iterations=self.cg_iterations,
+            batch_dims=1,
         )
 
     def forward(self, x_t: torch.Tensor, t: int, abar: torch.Tensor, cond: Condition) -> torch.Tensor:

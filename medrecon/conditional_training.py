@@ -2,15 +2,17 @@
 
 Data: the native-resolution patches of `medrecon train-prior --native` (same volumes, held-out and
 validation slabs, augmentation, synthetic contrasts; `medrecon.training.native_training_data`).
-Each step draws a task (an operator family) and an operator recipe from its ranges (acceleration,
-mask, coils; views or angle range; blur kernel), builds the operator through the plugin host for
-the batch's shape, simulates y = A x0 + n with noise of a random relative level, draws one
-diffusion time t and noise for x_t, and fits the network's E[x0 | x_t, y] to x0 (mean squared
-error). The training loop (AdamW, EMA, checkpoints, resume) is `medrecon.training.run_training`.
+Each step draws a task (an operator family a plugin contributes through the
+`medrecon_training_tasks` hook: `medrecon.TrainingTask`) and an operator recipe from its ranges,
+builds the operator through the plugin host for the batch's shape, simulates y = A x0 + n with
+noise of a random relative level, draws one diffusion time t and noise for x_t, and fits the
+network's E[x0 | x_t, y] to x0 (mean squared error). The training loop (AdamW, EMA, checkpoints,
+resume) is `medrecon.training.run_training`. This module names no operator: the tasks do.
 
-Methods: "bcdm" is trained per task (by default MRI at 4-8x, as the paper trains per problem);
-"diff-unfolding" once across MRI, CT and blur, so that one model serves every operator. Both are
-the same network (`medrecon.conditional.UnrolledPosterior`); the card records which and on what.
+Methods: "bcdm" is trained per task (as the paper trains per problem; the shipped `bcdm-mri` on
+the MRI plugin's `mri` task); "diff-unfolding" once across tasks (by default every installed one),
+so that one model serves every operator. Both are the same network
+(`medrecon.conditional.UnrolledPosterior`); the card records which and on what.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,111 +27,64 @@ from typing import Any
 import torch
 
 from medrecon.conditional import UNROLLED_ARCHITECTURE, Condition, build_conditional
-from medrecon.errors import InputError
+from medrecon.contracts import TrainingTask
+from medrecon.errors import InputError, PluginError, listing
+from medrecon.plugin import PluginHost
 from medrecon.training import TrainingReport, check_training_options, native_training_data, run_training
 
-
-@dataclass(frozen=True)
-class Task:
-    """An operator family to train on: a recipe drawn from `draw(uniform)` (uniform() in [0, 1)),
-    a relative noise level range (noise std / rms of y), and how the card describes its ranges."""
-
-    name: str
-    draw: Callable[[Callable[[], float]], dict[str, Any]]
-    ranges: dict[str, Any]
-    noise: tuple[float, float] = (1e-3, 3e-2)
-
-
-def _pick(u: Callable[[], float], options: Sequence[Any]) -> Any:
-    return options[min(int(u() * len(options)), len(options) - 1)]
-
-
-def mri_task(acceleration: tuple[float, float] = (4.0, 8.0)) -> Task:
-    lo, hi = acceleration
-
-    def draw(u):
-        return {
-            "name": "mri-multicoil",
-            "coils": _pick(u, (4, 8, 12)),
-            "acceleration": round(lo + (hi - lo) * u(), 1),
-            "mask_type": _pick(u, ("equispaced", "random")),
-            "center_fraction": 0.08,
-            "seed": int(u() * 1000),
-        }
-
-    ranges = {"acceleration": [lo, hi], "coils": [4, 8, 12], "mask_type": ["equispaced", "random"]}
-    return Task("mri", draw, {"operator": "mri-multicoil", **ranges})
-
-
-def ct_sparse_task(views: tuple[int, int] = (6, 36)) -> Task:
-    lo, hi = views
-    return Task(
-        "ct-sparse",
-        lambda u: {"name": "ct-parallel", "views": int(lo + (hi - lo + 1) * u())},
-        {"operator": "ct-parallel", "views": [lo, hi]},
-    )
-
-
-def ct_limited_task(span: tuple[float, float] = (60.0, 150.0)) -> Task:
-    lo, hi = span
-    return Task(
-        "ct-limited",
-        lambda u: {
-            "name": "ct-parallel",
-            "angle_range": [0.0, float(round(lo + (hi - lo) * u()))],
-            "angle_step": 1.0,
-        },
-        {"operator": "ct-parallel", "angle_range_degrees": [lo, hi], "angle_step": 1.0},
-    )
-
-
-def blur_task() -> Task:
-    def draw(u):
-        return {
-            "name": "blind-deconv",
-            "kernel_type": _pick(u, ("motion", "gaussian")),
-            "kernel_size": _pick(u, (5, 7, 9)),
-            "sigma": [round(0.6 + 1.8 * u(), 2), round(0.6 + 1.8 * u(), 2)],
-            "angle": round(180 * u()),
-            "seed": int(u() * 1000),
-        }
-
-    return Task(
-        "blur",
-        draw,
-        {
-            "operator": "blind-deconv (known kernel)",
-            "kernel_type": ["motion", "gaussian"],
-            "kernel_size": [5, 9],
-        },
-    )
-
-
-TASKS = {"mri": mri_task, "ct-sparse": ct_sparse_task, "ct-limited": ct_limited_task, "blur": blur_task}
-METHOD_TASKS = {"bcdm": ("mri",), "diff-unfolding": ("mri", "ct-sparse", "ct-limited", "blur")}
-#: the operators the validation loss is measured on, one per task, on whole validation slices
-VALIDATION_OPERATORS = {
-    "mri": {"name": "mri-multicoil", "coils": 8, "acceleration": 6.0, "seed": 0},
-    "ct-sparse": {"name": "ct-parallel", "views": 12},
-    "ct-limited": {"name": "ct-parallel", "angle_range": [0.0, 100.0], "angle_step": 1.0},
-    "blur": {"name": "blind-deconv", "kernel_type": "motion", "kernel_size": 9, "seed": 3},
-}
+#: the methods: the same network, trained per task (bcdm) or across tasks (diff-unfolding)
+METHODS = ("bcdm", "diff-unfolding")
+#: the diffusion times the validation loss is measured at, on each task's validation operator
 VALIDATION_TIMES = (999, 500, 150)
 
 
-def build_tasks(names: Sequence[str], **ranges: Any) -> list[Task]:
-    """Tasks by name; `acceleration`, `views`, `angle_span` set their ranges (None: defaults)."""
-    unknown = [n for n in names if n not in TASKS]
-    if unknown or not names:
-        raise InputError(f"unknown task(s) {unknown or names}: choose among {', '.join(TASKS)}")
-    keyword = {"mri": "acceleration", "ct-sparse": "views", "ct-limited": "angle_span"}
+def build_tasks(
+    names: Sequence[str], options: dict[str, dict[str, Any]] | None = None, host: PluginHost | None = None
+) -> list[TrainingTask]:
+    """The training tasks `names` from the installed plugins (`medrecon plugins` lists them, kind
+    "task"), each built with its `options` (e.g. {"mri": {"acceleration": (4, 6)}}), checked
+    against the task factory's parameters."""
+    from medrecon.params import coerce_params
+    from medrecon.plugin import default_host
+
+    host = host or default_host()
+    options = dict(options or {})
+    if not names:
+        raise InputError(
+            f"choose the tasks to train on among the installed ones: {listing(host.components['task'])}"
+        )
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise InputError(
+            f"options given for task(s) {stray} that are not trained on (tasks: {', '.join(names)})"
+        )
     tasks = []
     for name in names:
-        value = ranges.get(keyword.get(name, ""))
-        if value is not None and not (len(value) == 2 and 0 < value[0] <= value[1]):
-            raise InputError(f"--{keyword[name].replace('_', '-')} must be LOW:HIGH with 0 < LOW <= HIGH")
-        tasks.append(TASKS[name](tuple(value)) if value is not None else TASKS[name]())
+        try:
+            spec = host.get("task", name).spec
+        except PluginError as err:
+            raise InputError(str(err)) from None
+        params = coerce_params(spec.factory, options.get(name, {}), f"task '{name}'")
+        task = spec.factory(**params)
+        if not isinstance(task, TrainingTask):
+            raise InputError(f"task '{name}' gave {type(task).__name__}, not a medrecon.TrainingTask")
+        tasks.append(task)
     return tasks
+
+
+def method_tasks(method: str, host: PluginHost | None = None) -> list[str]:
+    """The tasks a method trains on by default: Diff-Unfolding every installed task, by name (one
+    model for all operators); BCDM is trained per task and has no default."""
+    from medrecon.plugin import default_host
+
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    installed = sorted((host or default_host()).components["task"])
+    if method == "bcdm":
+        raise InputError(
+            f"BCDM is trained per task: give the task(s) with --tasks (installed: {', '.join(installed)})"
+        )
+    return installed
 
 
 @lru_cache(maxsize=64)
@@ -177,9 +131,7 @@ def train_conditional(
     *,
     method: str = "diff-unfolding",
     tasks: Sequence[str] | None = None,
-    acceleration: tuple[float, float] | None = None,
-    views: tuple[int, int] | None = None,
-    angle_span: tuple[float, float] | None = None,
+    task_options: dict[str, dict[str, Any]] | None = None,
     tissue_maps: Sequence[str | Path] = (),
     holdout: tuple[int, int] | None = None,
     guard: int = 0,
@@ -201,17 +153,17 @@ def train_conditional(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainingReport:
     """Train (or resume) a conditional model; write out.safetensors + out.json (EMA weights and
-    card) and out.state.pt every `checkpoint_every` steps (module docstring)."""
+    card) and out.state.pt every `checkpoint_every` steps (module docstring). `tasks` are training
+    tasks of the installed plugins (default: `method_tasks(method)`), `task_options` their ranges
+    by task name."""
     from medrecon.device import resolve_device
     from medrecon.prior_card import schedule_table
     from medrecon.training import SCHEDULE
 
-    if method not in METHOD_TASKS:
-        raise InputError(f"--method must be one of {', '.join(METHOD_TASKS)}, got {method!r}")
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
-    chosen = build_tasks(
-        tuple(tasks or METHOD_TASKS[method]), acceleration=acceleration, views=views, angle_span=angle_span
-    )
+    chosen = build_tasks(tuple(tasks or method_tasks(method)), task_options)
     arch = json.loads(json.dumps(architecture or UNROLLED_ARCHITECTURE))
     network_multiple = 2 ** (len(arch["unet"]["channels"]) - 1)
     native = native_training_data(
@@ -305,21 +257,25 @@ def train_conditional(
     )
 
 
-def operator_classes(tasks: Sequence[Task]) -> list[str]:
+def operator_classes(tasks: Sequence[TrainingTask]) -> list[str]:
     """The operator classes the tasks build (what a model's card checks a run's operator against)."""
     return sorted({type(_build(json.dumps(t.draw(lambda: 0.0)), (1, 64, 64))).__name__ for t in tasks})
 
 
 @torch.no_grad()
 def conditional_validation_loss(
-    network: torch.nn.Module, slices: torch.Tensor, abar: torch.Tensor, tasks: Sequence[Task], seed: int
+    network: torch.nn.Module,
+    slices: torch.Tensor,
+    abar: torch.Tensor,
+    tasks: Sequence[TrainingTask],
+    seed: int,
 ) -> float:
     """Mean squared error of the model's x0 estimate on whole validation slices (S, H, W), for each
     task's validation operator and each of VALIDATION_TIMES, with seeded noise (1% relative)."""
     gen = torch.Generator().manual_seed(seed + 1)
     total, count = 0.0, 0
     for task in tasks:
-        cond = simulate_condition(VALIDATION_OPERATORS[task.name], slices, 0.01, gen)
+        cond = simulate_condition(task.validation, slices, 0.01, gen)
         for t in VALIDATION_TIMES:
             eps = torch.randn(slices.shape, generator=gen).to(slices.device)
             x_t = abar[t].sqrt() * slices + (1 - abar[t]).sqrt() * eps

@@ -312,6 +312,39 @@ class ConditionalPrior(Prior):
 
 
 # ---------------------------------------------------------------------------------------------
+# Training records: what a plugin's training tasks and datasets give the core's training commands
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """A family of operators to train a conditional model on (a `TaskSpec` factory's result).
+
+    `draw(uniform)` returns one operator recipe table (`{"name": ..., **params}`) from the
+    family, `uniform()` giving numbers in [0, 1) from the training's seeded generator; `noise` is
+    the range of relative noise levels (noise std / rms of the noiseless measurement), drawn
+    log-uniformly; `validation` is the fixed recipe the validation loss is measured with; `ranges`
+    describes the family on the model's card."""
+
+    name: str
+    draw: Callable[[Callable[[], float]], dict[str, Any]]
+    ranges: dict[str, Any]
+    validation: dict[str, Any]
+    noise: tuple[float, float] = (1e-3, 3e-2)
+
+
+@dataclass(frozen=True)
+class TrainingImages:
+    """Generated images to train an image prior on (a `DatasetSpec` factory's result): `images`
+    (N, 1, S, S) float32 in `intensity["data_range"]`, `data` and `intensity` for the card, and
+    the network `architecture` the dataset suits (None: the caller's default)."""
+
+    images: torch.Tensor
+    data: dict[str, Any]
+    intensity: dict[str, Any]
+    architecture: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
 # Problems and results
 
 

@@ -1,4 +1,5 @@
-"""The plugin host: finds operators, priors and samplers through pluggy and the `medrecon` entry points."""
+"""The plugin host: finds operators, priors and samplers (and the training tasks and datasets
+plugins contribute) through pluggy and the `medrecon` entry points."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from typing import Any
 import pluggy
 
 from medrecon.errors import PluginError, listing, suggest
-from medrecon.specs import SPEC_TYPES, ComponentSpec, OperatorSpec, PriorSpec, SamplerSpec
+from medrecon.specs import (
+    SPEC_TYPES,
+    ComponentSpec,
+    DatasetSpec,
+    OperatorSpec,
+    PriorSpec,
+    SamplerSpec,
+    TaskSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +49,21 @@ class HookSpecs:
     def medrecon_samplers(self) -> Iterable[SamplerSpec]:
         """Samplers (solvers) this plugin provides."""
 
+    @hookspec
+    def medrecon_training_tasks(self) -> Iterable[TaskSpec]:
+        """Operator families `medrecon train-conditional` may train on (optional)."""
+
+    @hookspec
+    def medrecon_datasets(self) -> Iterable[DatasetSpec]:
+        """Generated image collections `medrecon train-prior --dataset` may train on (optional)."""
+
 
 HOOKS = {
     "operator": "medrecon_operators",
     "prior": "medrecon_priors",
     "sampler": "medrecon_samplers",
+    "task": "medrecon_training_tasks",
+    "dataset": "medrecon_datasets",
 }
 
 

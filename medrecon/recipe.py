@@ -15,9 +15,10 @@ else:  # pragma: no cover
 
 from medrecon.errors import PluginError, RecipeError, listing, suggest
 from medrecon.params import CONTEXT_PARAMETERS, coerce_params
-from medrecon.plugin import HOOKS, PluginHost
+from medrecon.plugin import PluginHost
 
-SECTIONS = tuple(HOOKS)  # ("operator", "prior", "sampler")
+#: the sections of a recipe (the hooks for training tasks and datasets are not recipe sections)
+SECTIONS = ("operator", "prior", "sampler")
 
 
 def parse_value(text: str) -> Any:

@@ -1,4 +1,7 @@
-"""The records a plugin's hooks yield: one per operator, prior or sampler it provides (**contract**)."""
+"""The records a plugin's hooks yield: one per operator, prior or sampler it provides (**contract**),
+and, optionally, one per training task or training dataset it contributes to the core's training
+commands (so that the core names no physics: `medrecon train-conditional` draws its operators from
+the tasks, `medrecon train-prior --dataset` its images from a dataset)."""
 
 from __future__ import annotations
 
@@ -53,8 +56,26 @@ class SamplerSpec(ComponentSpec):
     kind: ClassVar[str] = "sampler"
 
 
+@dataclass(frozen=True)
+class TaskSpec(ComponentSpec):
+    """A family of operators to train conditional models on: `factory(**ranges)` returns a
+    `medrecon.TrainingTask` (its parameters are the ranges a user may change)."""
+
+    kind: ClassVar[str] = "task"
+
+
+@dataclass(frozen=True)
+class DatasetSpec(ComponentSpec):
+    """Generated training images for an image prior: `factory(count, seed, **params)` returns
+    `medrecon.TrainingImages`."""
+
+    kind: ClassVar[str] = "dataset"
+
+
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "operator": OperatorSpec,
     "prior": PriorSpec,
     "sampler": SamplerSpec,
+    "task": TaskSpec,
+    "dataset": DatasetSpec,
 }

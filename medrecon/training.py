@@ -41,12 +41,6 @@ CPU_ARCHITECTURE = {
     "num_res_blocks": 1,
     "num_head_channels": 32,
 }
-#: the kernel prior's network: small images (16 x 16), no attention
-KERNEL_ARCHITECTURE = {
-    **CPU_ARCHITECTURE,
-    "channels": [32, 64, 64],
-    "attention_levels": [False, False, False],
-}
 #: the native-resolution image prior's network: fully convolutional (no attention anywhere, the
 #: middle block's included), four levels (sizes padded to multiples of 8), so that its cost per
 #: pixel does not depend on the slice size (measured: 0.93 of the 64 x 64 cost per pixel at 256 x 256)
@@ -434,48 +428,44 @@ def native_training_data(
     return NativeData(source, images, data, intensity, card)
 
 
-def kernel_images(kernels: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Blur kernels (N, k, k) as prior images (N, 1, S, S): each divided by its maximum and mapped
-    to [-1, 1], placed at the top-left of an S x S frame of background (-1) (S >= k)."""
-    n, k = kernels.shape[0], kernels.shape[-1]
-    if image_size < k:
-        raise InputError(f"kernel prior image size {image_size} is smaller than the kernels ({k})")
-    peak = kernels.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
-    images = torch.full((n, 1, image_size, image_size), -1.0)
-    images[:, 0, :k, :k] = 2 * kernels / peak - 1
-    return images
-
-
-def train_kernel_prior(
+def train_dataset_prior(
     out: str | Path,
+    dataset: str,
     *,
     count: int = 4000,
-    kernel_size: int = 15,
-    image_size: int = 16,
+    dataset_options: dict[str, Any] | None = None,
+    host=None,
     **options: Any,
 ) -> TrainingReport:
-    """Train (or resume) a blur-kernel prior for blind deblurring on `count` random kernels
-    (motion trajectories and Gaussians, `medrecon.kernels.random_kernels`), 10% kept for validation."""
-    from medrecon.kernels import random_kernels
+    """Train (or resume) an image prior on `count` generated images of a plugin's `dataset`
+    (`medrecon plugins` lists them, kind "dataset"; e.g. blur kernels for blind-dps), 10% kept for
+    validation. The dataset's factory gets `count`, the training seed and `dataset_options`."""
+    from medrecon.contracts import TrainingImages
+    from medrecon.errors import PluginError
+    from medrecon.params import coerce_params
+    from medrecon.plugin import default_host
 
-    kernels = torch.from_numpy(random_kernels(count, kernel_size, seed=options.get("seed", 0)))
-    images = kernel_images(kernels, image_size)
+    if count < 2:
+        raise InputError(f"--count must be >= 2 (10% of the images are kept for validation), got {count}")
+    try:
+        spec = (host or default_host()).get("dataset", dataset).spec
+    except PluginError as err:
+        raise InputError(str(err)) from None
+    params = coerce_params(
+        spec.factory,
+        {**(dataset_options or {}), "count": count, "seed": options.get("seed", 0)},
+        f"dataset '{dataset}'",
+    )
+    made = spec.factory(**params)
+    if not isinstance(made, TrainingImages):
+        raise InputError(f"dataset '{dataset}' gave {type(made).__name__}, not a medrecon.TrainingImages")
+    images = made.images
     held = max(count // 10, 1)
-    data = {
-        "kind": "kernel",
-        "source": "medrecon.kernels.random_kernels: half motion trajectories, half anisotropic Gaussians",
-        "kernel_size": kernel_size,
-        "train_kernels": count - held,
-        "validation_kernels": held,
-        "notice": "procedurally generated; no external data",
-    }
-    intensity = {
-        "data_range": [-1.0, 1.0],
-        "normalisation": f"kernel / max -> [-1, 1], at the top-left {kernel_size}x{kernel_size} of the frame",
-    }
-    options.setdefault("architecture", KERNEL_ARCHITECTURE)
+    data = {**made.data, "dataset": dataset, "train_images": count - held, "validation_images": held}
+    if made.architecture is not None:
+        options.setdefault("architecture", made.architecture)
     return fit_prior(
-        images[held:], images[:held], out, data=data, intensity=intensity, augmentation=False, **options
+        images[held:], images[:held], out, data=data, intensity=made.intensity, augmentation=False, **options
     )
 
 

@@ -7,5 +7,6 @@ set -euo pipefail
 out=${1:?usage: train_kernel_prior.sh OUTDIR [options]}
 shift
 mkdir -p "$out"
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} medrecon train-prior --kernels 4000 --kernel-size 15 -o "$out/motion-kernels" \
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} medrecon train-prior --dataset blur-kernels --count 4000 \
+  --dataset-option kernel_size=15 -o "$out/motion-kernels" \
   --steps "${KERNEL_STEPS:-3000}" --batch-size 32 --lr 3e-4 --checkpoint-every 250 --seed 0 "$@"

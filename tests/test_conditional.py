@@ -83,7 +83,10 @@ def test_training_writes_a_card_that_says_what_the_model_is(model):
     assert card["kind"] == "conditional" and card["method"] == "diff-unfolding"
     assert card["operator_names"] == ["blind-deconv", "ct-parallel", "mri-multicoil"]
     assert card["operator_classes"] == ["Convolution", "MultiCoilMRI", "ParallelBeamCT"]
-    assert card["operators"][0]["acceleration"] == [4.0, 8.0]
+    [mri] = [ranges for ranges in card["operators"] if ranges["operator"] == "mri-multicoil"]
+    assert mri["acceleration"] == [4.0, 8.0] and card["training"]["tasks"] == sorted(
+        card["training"]["tasks"]
+    )
     assert card["pixel_spacing_mm"] == [1.0, 1.0] and card["min_size"] == 2
     assert card["training"]["data"]["holdout"] == [2, 5]
     history = card["training"]["history"]
@@ -93,9 +96,9 @@ def test_training_writes_a_card_that_says_what_the_model_is(model):
 def test_resume_continues_exactly_where_training_stopped(volume, tmp_path):
     from safetensors.torch import load_file
 
-    train(volume, tmp_path / "whole", 4, method="bcdm")
-    train(volume, tmp_path / "parts", 2, method="bcdm")
-    train(volume, tmp_path / "parts", 4, method="bcdm", resume=True)
+    train(volume, tmp_path / "whole", 4, method="bcdm", tasks=["mri"])
+    train(volume, tmp_path / "parts", 2, method="bcdm", tasks=["mri"])
+    train(volume, tmp_path / "parts", 4, method="bcdm", tasks=["mri"], resume=True)
     whole = load_file(str(tmp_path / "whole.safetensors"))
     parts = load_file(str(tmp_path / "parts.safetensors"))
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
@@ -218,7 +221,8 @@ def test_train_conditional_from_the_command_line(volume, tmp_path):
     from medrecon.cli import main
 
     args = ["train-conditional", str(volume), "-o", str(tmp_path / "m"), "--method", "bcdm"]
-    args += ["--acceleration", "5:6", "--patch-sizes", "16", "--batch-size", "1", "--steps", "2"]
+    args += ["--tasks", "mri", "--task-option", "mri.acceleration=5:6"]
+    args += ["--patch-sizes", "16", "--batch-size", "1", "--steps", "2"]
     args += ["--holdout", "2:5", "--validation", "18:21", "--device", "cpu"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -226,7 +230,11 @@ def test_train_conditional_from_the_command_line(volume, tmp_path):
     assert card["method"] == "bcdm" and card["operators"][0]["acceleration"] == [5.0, 6.0]
     assert card["architecture"]["blocks"] == 3 and card["training"]["steps"] == 2
     bad = CliRunner().invoke(main, [*args[:6], "--tasks", "mri,pet"])
-    assert bad.exit_code != 0 and "unknown task" in bad.output
+    assert bad.exit_code != 0 and "no task named 'pet'" in bad.output
+    bad = CliRunner().invoke(main, [*args[:6]])  # BCDM is trained per task
+    assert bad.exit_code != 0 and "give the task(s) with --tasks" in bad.output
+    bad = CliRunner().invoke(main, [*args[:8], "--task-option", "mri.acceleration=high"])
+    assert bad.exit_code != 0 and "acceleration" in bad.output
 
 
 def test_a_conditional_model_in_a_monai_pipeline(model):

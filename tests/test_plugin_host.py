@@ -119,3 +119,71 @@ def test_disabled_plugins_are_not_loaded(monkeypatch):
     with pytest.raises(medrecon.PluginError, match="plugins disabled by MEDRECON_DISABLE_PLUGINS: 'mri'"):
         host.get("operator", "mri-multicoil")
     assert PluginHost.from_entry_points(disabled=[]).get("operator", "mri-multicoil")
+
+
+class ThirdPartyTraining:
+    """A third party's training task (its own operator family) and dataset, by the optional hooks."""
+
+    @medrecon.hookimpl
+    def medrecon_training_tasks(self):
+        def holes(missing: tuple[float, float] = (0.3, 0.6)):
+            lo, hi = missing
+            return medrecon.TrainingTask(
+                "holes",
+                lambda u: {"name": "inpainting", "missing": round(lo + (hi - lo) * u(), 2)},
+                {"operator": "inpainting", "missing": [lo, hi]},
+                validation={"name": "inpainting", "missing": 0.5},
+            )
+
+        yield medrecon.TaskSpec(name="holes", factory=holes, summary="random missing pixels")
+        yield medrecon.TaskSpec(name="broken", factory=lambda: "not a task", summary="gives a string")
+
+    @medrecon.hookimpl
+    def medrecon_datasets(self):
+        def dots(count: int = 8, seed: int = 0, side: int = 8):
+            import torch
+
+            images = torch.full((count, 1, side, side), -1.0)
+            return medrecon.TrainingImages(images, {"kind": "dots"}, {"data_range": [-1.0, 1.0]})
+
+        yield medrecon.DatasetSpec(name="dots", factory=dots, summary="blank images")
+
+
+def test_training_tasks_and_datasets_come_from_plugins_like_components(tmp_path):
+    """The core's training commands name no operator: a plugin's task is drawn from with its
+    options checked against the factory, a bad record is refused, a dataset trains a prior."""
+    from medrecon.conditional_training import build_tasks, method_tasks
+    from medrecon.training import train_dataset_prior
+    from tests.helpers import TINY_UNET, builtin_host
+
+    host = builtin_host()
+    host.register(ThirdPartyTraining(), name="third", distribution="third-dist", version="1.0")
+    assert {"holes", "mri", "ct-sparse", "ct-limited", "blur"} <= set(host.components["task"])
+    assert host.get("task", "holes").provider.distribution == "third-dist"
+    [task] = build_tasks(["holes"], {"holes": {"missing": [0.2, 0.25]}}, host=host)
+    recipe = task.draw(lambda: 0.5)
+    assert recipe == {"name": "inpainting", "missing": 0.23} and task.ranges["missing"] == [0.2, 0.25]
+    assert method_tasks("diff-unfolding", host) == sorted(host.components["task"])
+    with pytest.raises(medrecon.InputError, match="expects tuple"):
+        build_tasks(["holes"], {"holes": {"missing": "many"}}, host=host)
+    with pytest.raises(medrecon.InputError, match="not trained on"):
+        build_tasks(["holes"], {"mri": {"acceleration": [4, 6]}}, host=host)
+    with pytest.raises(medrecon.InputError, match="not a medrecon.TrainingTask"):
+        build_tasks(["broken"], host=host)
+    with pytest.raises(medrecon.InputError, match="no task named 'hole'"):
+        build_tasks(["hole"], host=host)
+    report = train_dataset_prior(
+        tmp_path / "dots",
+        "dots",
+        count=10,
+        dataset_options={"side": 8},
+        host=host,
+        steps=1,
+        batch_size=2,
+        checkpoint_every=1,
+        architecture={"class": "DiffusionModelUNet", **TINY_UNET},
+    )
+    import json
+
+    data = json.loads(report.card.read_text())["training"]["data"]
+    assert data == {"kind": "dots", "dataset": "dots", "train_images": 9, "validation_images": 1}

@@ -92,9 +92,16 @@ def test_bad_training_requests(volume, tmp_path):
     )
     assert result.exit_code == 2 and "--holdout must be START:STOP" in result.output
     result = CliRunner().invoke(
-        main, ["train-prior", str(volume), "-o", str(tmp_path / "k"), "--kernels", "8"]
+        main, ["train-prior", str(volume), "-o", str(tmp_path / "k"), "--dataset", "blur-kernels"]
     )
     assert result.exit_code == 2 and "give no VOLUMES" in result.output
+    result = CliRunner().invoke(main, ["train-prior", "-o", str(tmp_path / "k"), "--dataset", "blur-kernel"])
+    assert result.exit_code == 2 and "no dataset named 'blur-kernel'" in result.output
+    result = CliRunner().invoke(
+        main,
+        ["train-prior", "-o", str(tmp_path / "k"), "--dataset", "blur-kernels", "--dataset-option", "size=5"],
+    )
+    assert result.exit_code == 2 and "size" in result.output and "kernel_size" in result.output
 
 
 def test_slices_keep_their_aspect_and_the_guard_is_unused(tmp_path):
@@ -131,6 +138,7 @@ def test_the_held_out_slab_is_written_where_it_lies(volume, tmp_path):
 
 
 def test_kernel_prior_from_the_command_line(tmp_path):
+    """The deconvolution plugin's `blur-kernels` dataset, reached through the host."""
     from medrecon.cli import main
 
     out = tmp_path / "kernels"
@@ -138,10 +146,12 @@ def test_kernel_prior_from_the_command_line(tmp_path):
         main,
         [
             "train-prior",
-            "--kernels",
+            "--dataset",
+            "blur-kernels",
+            "--count",
             "12",
-            "--kernel-size",
-            "5",
+            "--dataset-option",
+            "kernel_size=5",
             "--steps",
             "2",
             "--batch-size",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -139,3 +140,16 @@ def conjugate_gradient(
     for x in cg_iterations(apply, b, x0, iterations=iterations, tol=tol, batch_dims=batch_dims):  # noqa: B007
         pass
     return x
+
+
+def clip_and_normalise(weights):
+    """Non-negative weights summing to one nearest in the usual sense: negative entries clipped to
+    zero, then divided by the sum (a blur kernel, a mixture). Works on numpy arrays and torch
+    tensors; weights with no positive entry become a delta at the centre."""
+    clipped = weights.clip(min=0) if hasattr(weights, "clip") else np.clip(weights, 0, None)
+    total = clipped.sum()
+    if float(total) <= 0:
+        out = clipped * 0
+        out[tuple(s // 2 for s in out.shape)] = 1
+        return out
+    return clipped / total

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from medrecon import BlindOperator, InputError, SingularDecomposition
-from medrecon.kernels import gaussian_kernel, motion_kernel
+from medrecon_deconv.kernels import gaussian_kernel, motion_kernel
 
 Boundary = Literal["zero", "periodic"]
 

@@ -2,6 +2,7 @@
 
 import medrecon
 from medrecon_mri.sense import MultiCoilMRI
+from medrecon_mri.training import mri_task
 
 
 @medrecon.hookimpl
@@ -10,4 +11,13 @@ def medrecon_operators():
         name="mri-multicoil",
         factory=MultiCoilMRI,
         summary="Multi-coil Cartesian MRI (SENSE): coil maps, centered 2D FFT, sampling mask",
+    )
+
+
+@medrecon.hookimpl
+def medrecon_training_tasks():
+    yield medrecon.TaskSpec(
+        name="mri",
+        factory=mri_task,
+        summary="Multi-coil Cartesian MRI, 4/8/12 coils, equispaced or random masks",
     )

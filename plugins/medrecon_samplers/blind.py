@@ -28,8 +28,7 @@ from medrecon import (
     Step,
 )
 from medrecon.intensity import IntensityMap, percentile_map
-from medrecon.kernels import project_kernel
-from medrecon.numerics import conjugate_gradient
+from medrecon.numerics import clip_and_normalise, conjugate_gradient
 from medrecon_samplers.diffusion_steps import DiffusionSampler, ddim_step, noise_of
 
 
@@ -268,7 +267,7 @@ class BlindTV(Sampler):
             lipschitz = _kernel_lipschitz(op, z)
             for _ in range(self.kernel_iterations):
                 grad = op.adjoint_kernel(op.forward(z, kernel) - y, z)
-                kernel = project_kernel(kernel - grad / lipschitz)
+                kernel = clip_and_normalise(kernel - grad / lipschitz)
             yield Step(i, self.iterations, z)
         info = {"nfe": 0, "sampler": "blind-tv", "rho": rho}
         return Reconstruction(z, extras={"kernel": kernel}, info=info)

@@ -10,7 +10,8 @@ import torch
 
 import medrecon
 from medrecon.metrics import psnr
-from medrecon.training import kernel_images, train_kernel_prior, train_prior
+from medrecon.training import train_dataset_prior, train_prior
+from medrecon_deconv.training import kernel_images
 from tests.helpers import TINY_UNET
 
 ARCH = {"class": "DiffusionModelUNet", **TINY_UNET}
@@ -20,11 +21,11 @@ ARCH = {"class": "DiffusionModelUNet", **TINY_UNET}
 def kernel_prior(tmp_path_factory):
     """A tiny kernel prior (7 x 7 kernels in 8 x 8 frames), trained for a few steps."""
     out = tmp_path_factory.mktemp("kprior") / "kernels"
-    report = train_kernel_prior(
+    report = train_dataset_prior(
         out,
+        "blur-kernels",
         count=40,
-        kernel_size=7,
-        image_size=8,
+        dataset_options={"kernel_size": 7, "image_size": 8},
         steps=4,
         batch_size=4,
         checkpoint_every=4,
@@ -47,13 +48,14 @@ def test_kernel_prior_card_says_what_it_models(kernel_prior):
     card = json.loads(kernel_prior.read_text())
     data = card["training"]["data"]
     assert data["kind"] == "kernel" and data["kernel_size"] == 7
-    assert data["train_kernels"] == 36 and data["validation_kernels"] == 4
+    assert data["dataset"] == "blur-kernels"
+    assert data["train_images"] == 36 and data["validation_images"] == 4
     assert card["image_size"] == [8, 8] and "kernel / max" in card["intensity"]["normalisation"]
     assert card["training"]["history"][-1]["validation_loss"] is not None
 
 
 def test_kernel_frame_gives_back_the_kernels_it_was_trained_on(kernel_prior):
-    from medrecon.kernels import random_kernels
+    from medrecon_deconv.kernels import random_kernels
     from medrecon_priors.network import load_prior
     from medrecon_samplers.blind import KernelFrame
 

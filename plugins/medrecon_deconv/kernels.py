@@ -1,14 +1,12 @@
-"""Blur kernels: anisotropic Gaussians, random motion trajectories, projection onto valid kernels,
-and random kernel collections to train a kernel prior on.
-
-They live in the core because both the blur operator (medrecon_deconv) and `medrecon train-prior
---kernels` use them."""
+"""Blur kernels: anisotropic Gaussians, random motion trajectories, and random kernel collections
+to train a kernel prior on (the `blur-kernels` dataset of `medrecon train-prior --dataset`).
+Valid kernels (non-negative, summing to one) come from `medrecon.numerics.clip_and_normalise`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from medrecon.errors import InputError
+from medrecon import InputError
 
 
 def _check_size(size: int, ndim: int) -> None:
@@ -70,20 +68,6 @@ def motion_kernel(size: int, ndim: int = 2, intensity: float = 0.5, seed: int = 
         idx = np.clip(lo + offset, 0, size - 1)
         np.add.at(kernel, tuple(idx.T), weight)
     return (kernel / kernel.sum()).astype(np.float32)
-
-
-def project_kernel(kernel):
-    """Nearest valid kernel in the usual sense: negative values clipped to zero, then sum one.
-
-    Works on numpy arrays and torch tensors; a kernel with no positive entry becomes a delta.
-    """
-    clipped = kernel.clip(min=0) if hasattr(kernel, "clip") else np.clip(kernel, 0, None)
-    total = clipped.sum()
-    if float(total) <= 0:
-        out = clipped * 0
-        out[tuple(s // 2 for s in out.shape)] = 1
-        return out
-    return clipped / total
 
 
 def random_kernels(count: int, size: int, seed: int = 0) -> np.ndarray:
