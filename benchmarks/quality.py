@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecon.demo import CASE_NAMES, markdown_table, middle_slices, run_case, select_cases
+from medrecon.apps.demo import CASE_NAMES, markdown_table, middle_slices, run_case, select_cases
 
 
 def load_volume(which: str) -> tuple[np.ndarray, np.ndarray, str, bool]:
@@ -130,7 +130,7 @@ def with_conditional(case, bcdm: str, unfolding: str):
     4-8x) on the real-valued MRI cases, Diff-Unfolding (weights `unfolding`) on every case but the
     complex one (both models take real images). On the blind deblurring case Diff-Unfolding gets
     the operator with the true kernel, as the "TV, true kernel" baseline does."""
-    from medrecon.demo import Method
+    from medrecon.apps.demo import Method
 
     if case.phase != "none":
         return case

@@ -11,7 +11,7 @@ The measurement of issue 19's report, rerun with the built-in operators: the mid
 4 x 4 blocks (`downsample`, slices cropped to multiples of 4). Each diffusion sampler runs with its
 defaults at the step counts of the report (DDS 50 NFE, DPS 200 steps, PiGDM and MMPS 100, CCDF
 its 20 from t0 = 0.2; MCG 200 with --sampler mcg); the baselines are the classical fill (mean of
-the observed neighbours, or bicubic) and ADMM-TV at the weight `medrecon.demo.TUNED` holds.
+the observed neighbours, or bicubic) and ADMM-TV at the weight `medrecon.apps.demo.TUNED` holds.
 Prints PSNR and SSIM (monai.metrics), seconds and network evaluations per method, and whether each
 result is finite.
 """
@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 import medrecon
-from medrecon.demo import (
+from medrecon.apps.demo import (
     TUNED,
     bicubic_upsampling,
     crop_to_multiple,
@@ -37,7 +37,7 @@ from medrecon.demo import (
 from medrecon.metrics import psnr, ssim
 from medrecon.samples import brain_sample
 
-#: the demo's restoration cases (their operator, noise and crop come from `medrecon.demo`): baseline
+#: the demo's restoration cases (their operator, noise and crop come from `medrecon.apps.demo`): baseline
 #: name, baseline, key of ADMM-TV's tuned weight
 CASES = {
     "inpaint-70": ("mean fill", mean_fill, "admm-tv-inpaint"),

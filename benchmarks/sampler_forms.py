@@ -21,7 +21,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from medrecon.demo import BRAIN_PRIOR, Method, markdown_table, middle_slices, run_case, select_cases
+from medrecon.apps.demo import BRAIN_PRIOR, Method, markdown_table, middle_slices, run_case, select_cases
 from medrecon.errors import NumericalError
 from medrecon.samples import brain_sample
 

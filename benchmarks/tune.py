@@ -8,7 +8,7 @@ guard slices): the test slab (slices 80-95, the shipped sample, what `benchmarks
 `medrecon demo` report on) and the validation slab (slices 120-127). This script sweeps every
 method's hyperparameters of the demo's cases on the middle `--slices` of the validation slab (seed
 100, apart from the benchmark's seeds), classical baselines as thoroughly as the diffusion recipe,
-and prints the best setting per method (which `medrecon.demo.TUNED` holds). Needs nilearn. The
+and prints the best setting per method (which `medrecon.apps.demo.TUNED` holds). Needs nilearn. The
 deblurring case was tuned with `--slices 1` (BlindDPS is the slowest method).
 """
 
@@ -22,7 +22,7 @@ from importlib.resources import files
 import nibabel as nib
 import numpy as np
 
-from medrecon.demo import BRAIN_PRIOR, crop_to_multiple, middle_slices, sigpy_tv
+from medrecon.apps.demo import BRAIN_PRIOR, crop_to_multiple, middle_slices, sigpy_tv
 from medrecon.metrics import magnitude, psnr, ssim
 
 VALIDATION = (120, 128)

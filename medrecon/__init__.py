@@ -67,14 +67,13 @@ def batch(inputs, recipe, out, **options):
 #: Submodules that are public API, besides the names above: plugins and front ends may import these
 #: and nothing else of medrecon (tests/test_public_api.py enforces it).
 PUBLIC_MODULES = (
-    "medrecon.numerics",
+    "medrecon.apps.presets",
     "medrecon.cohort",
     "medrecon.conditional",
     "medrecon.io",
-    "medrecon.intensity",
     "medrecon.metrics",
     "medrecon.monai",
-    "medrecon.presets",
+    "medrecon.numerics",
     "medrecon.prior_card",
     "medrecon.samples",
 )

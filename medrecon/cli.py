@@ -195,7 +195,7 @@ SAMPLES = {
 @click.option("--overwrite", is_flag=True, help="Replace an existing file at OUT.")
 def sample(name: str, out: Path, slices: int | None, overwrite: bool) -> None:
     """Write a built-in sample volume as NIfTI: brain-1mm, brain-axial or shepp-logan."""
-    from medrecon.demo import middle_slices
+    from medrecon.apps.demo import middle_slices
     from medrecon.io import save_nifti
     from medrecon.samples import brain_sample, phantom_volume
 
@@ -240,7 +240,7 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
         raise RecipeError(
             f"bundle {out} must end in .h5 (a measurement bundle), e.g. {out.with_name(stem + '.h5')}"
         )
-    from medrecon.outputs import check_writable, output_lock
+    from medrecon.io.outputs import check_writable, output_lock
 
     check_writable(out.parent)
     rec = _apply_overrides(Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name)
@@ -315,7 +315,7 @@ def reconstruct(
     """Reconstruct a measurement BUNDLE (or fastMRI .h5) and write a NIfTI with a JSON sidecar."""
     from medrecon.api import reconstruct as run_reconstruction
     from medrecon.io import load_bundle
-    from medrecon.outputs import check_output_set, output_lock, write_reconstruction
+    from medrecon.io.outputs import check_output_set, output_lock, write_reconstruction
     from medrecon.recipe import Recipe
 
     measurement = load_bundle(bundle)
@@ -872,7 +872,7 @@ def demo(
     """Reconstruct the shipped 1 mm brain sample (MRI, CT, inpainting, super-resolution, blind
     deblurring) with the brain-1mm diffusion prior and classical baselines: NIfTIs, a PNG per case,
     metrics.md / metrics.json. OUT must be a new or empty folder (or give --overwrite)."""
-    from medrecon.demo import prepare_demo_folder, run_demo, select_cases
+    from medrecon.apps.demo import prepare_demo_folder, run_demo, select_cases
     from medrecon.device import resolve_device
 
     resolve_device(device)

@@ -185,8 +185,8 @@ def run_item(
     from medrecon.api import reconstruct, simulate
     from medrecon.device import resolve_device
     from medrecon.io import load_bundle
+    from medrecon.io.outputs import write_reconstruction
     from medrecon.metrics import magnitude, psnr, ssim
-    from medrecon.outputs import write_reconstruction
 
     torch.set_num_threads(torch_threads)
     out = Path(out_dir) / f"{item.name}.nii.gz"
@@ -393,7 +393,7 @@ def _settle_interrupted(out: Path, rows: dict[str, dict], keys: dict[str, str]) 
     sidecar has the item's key) did finish; any other is cancelled, and the pieces a worker stopped
     mid-write left (staged files, an image without its sidecar) are removed. The manifest says so."""
     from medrecon.io.atomic import sidecar_path
-    from medrecon.outputs import ROLES
+    from medrecon.io.outputs import ROLES
 
     for name, row in rows.items():
         if row["status"] != "pending":

@@ -226,13 +226,13 @@ class DiffusionPrior(Prior):
     #: whether a complex image is taken as two real images, its real and imaginary parts
     complex_parts: bool = False
     #: whether samplers take a complex image's smooth background phase out before the prior sees
-    #: it (the prior then works on a nearly real, magnitude-like image; see medrecon.intensity)
+    #: it (the prior then works on a nearly real, magnitude-like image; see medrecon.numerics.intensity)
     remove_phase: bool = False
     #: the in-plane pixel size (mm) the prior was trained at, when known: reconstructions of data
     #: more than 25% away from it are warned about
     pixel_spacing: tuple[float, float] | None = None
     #: the intensity range the prior was trained on (samplers map the measurement's intensities
-    #: onto it, see medrecon.intensity), or None for a prior in physical units
+    #: onto it, see medrecon.numerics.intensity), or None for a prior in physical units
     data_range: tuple[float, float] | None = None
     #: the training data's background level in that range (an MRI's air), when known
     background: float | None = None

@@ -19,7 +19,7 @@ smooth-phase complex image (magnitude times the cosine of a smooth phase), which
 imaginary parts of MR images look like, so that one real-valued prior serves complex MRI too.
 
 Intensities: a volume is divided by the 99.5th percentile of its absolute values
-(`medrecon.intensity.magnitude_scale`), the same statistic the samplers use to map a problem into
+(`medrecon.numerics.intensity.magnitude_scale`), the same statistic the samplers use to map a problem into
 the prior's range; background stays 0.
 """
 
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from medrecon.errors import InputError
-from medrecon.intensity import magnitude_scale
+from medrecon.numerics.intensity import magnitude_scale
 
 #: contrast families: ranges of (CSF, grey matter, white matter) intensities
 CONTRASTS = {

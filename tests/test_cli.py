@@ -170,7 +170,7 @@ def test_demo_quick_writes_figures_reconstructions_and_metrics(tmp_path):
     import nibabel as nib
     from PIL import Image
 
-    from medrecon.demo import demo_volume
+    from medrecon.apps.demo import demo_volume
 
     out = tmp_path / "demo"
     run("demo", "--out", out, "--quick", "--device", "cpu", "--case", "mri-8x", "--case", "deblur-motion")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import medrecon
 from medrecon.cli import main
-from medrecon.outputs import check_output_set, output_lock, write_reconstruction
+from medrecon.io.outputs import check_output_set, output_lock, write_reconstruction
 
 
 def run(*args):
@@ -74,7 +74,7 @@ def test_a_full_disk_in_the_middle_of_a_set_leaves_the_earlier_set_whole(tmp_pat
     out = tmp_path / "r.nii.gz"
     write_reconstruction(out, first)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    import medrecon.outputs as outputs
+    import medrecon.io.outputs as outputs
 
     real, calls = outputs.save_nifti, []
 
@@ -198,7 +198,7 @@ def test_a_diverging_run_exits_1_and_writes_nothing(nan_host, bundle, tmp_path, 
 
 
 def test_ctrl_c_in_demo_says_what_it_wrote_and_which_earlier_files_it_replaced(tmp_path, monkeypatch):
-    import medrecon.demo
+    import medrecon.apps.demo
 
     out = tmp_path / "demo"
     out.mkdir()
@@ -208,7 +208,7 @@ def test_ctrl_c_in_demo_says_what_it_wrote_and_which_earlier_files_it_replaced(t
     def interrupted(*args, **kwargs):  # Ctrl-C during the first case, after the ground truth
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(medrecon.demo, "run_case", interrupted)
+    monkeypatch.setattr(medrecon.apps.demo, "run_case", interrupted)
     result = run("demo", "--out", out, "--quick", "--overwrite")
     assert result.exit_code == 130
     assert "1 file(s) were written" in result.output
@@ -220,7 +220,7 @@ def test_figures_draw_anatomy_upright(tmp_path):
     """RAS slices have anterior at high row indices: the figure puts it at the top."""
     import matplotlib.image
 
-    from medrecon.figures import case_figure
+    from medrecon.apps.figures import case_figure
 
     truth = np.zeros((1, 40, 40), np.float32)
     truth[0, 25:, :] = 1.0  # the anterior part of the slice is bright

@@ -47,7 +47,7 @@ class ReconstructWidget(QWidget):
         self._closed = False  # the viewer (and with it this widget) was closed
         # closing the viewer deletes the widget: stop the run, and touch no deleted Qt part after
         self.destroyed.connect(lambda *_: self._on_closed())
-        from medrecon.presets import presets
+        from medrecon.apps.presets import presets
 
         names = {kind: sorted(self.host.components[kind]) for kind in ("operator", "prior", "sampler")}
         self.presets = {p.name: p for p in presets()}
@@ -128,7 +128,7 @@ class ReconstructWidget(QWidget):
     def _fit_source(self) -> None:
         """A preset that fits the selected layer: a measurement's operator, else MRI (diffusion);
         never the alphabetically first components. The form says what the layer will be used as."""
-        from medrecon.presets import preset_for
+        from medrecon.apps.presets import preset_for
 
         operator = self._measurement_operator()
         if self.source.value is None:

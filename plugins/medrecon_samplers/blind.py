@@ -27,8 +27,8 @@ from medrecon import (
     Sampler,
     Step,
 )
-from medrecon.intensity import IntensityMap, percentile_map
 from medrecon.numerics import clip_and_normalise, conjugate_gradient
+from medrecon.numerics.intensity import IntensityMap, percentile_map
 from medrecon_samplers.diffusion_steps import DiffusionSampler, ddim_step, noise_of
 
 

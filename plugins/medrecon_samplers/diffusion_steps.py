@@ -27,8 +27,8 @@ from medrecon import (
     Reconstruction,
     Sampler,
 )
-from medrecon.intensity import IntensityMap, estimate_intensity_map
 from medrecon.numerics import conjugate_gradient
+from medrecon.numerics.intensity import IntensityMap, estimate_intensity_map
 
 
 def check_parameters(sampler: str, **checks: tuple) -> None:

@@ -251,7 +251,7 @@ def test_the_brain_sample_reconstructs_with_the_shipped_prior(viewer_with_widget
     """The tutorial path: open the 1 mm sample, pick the MRI 8x preset (DDS with the shipped
     brain-1mm prior, the demo's tuned settings), fewer steps, run: the result lies over the sample
     and is what the preset's recipe gives from the CLI or the API."""
-    from medrecon.presets import presets
+    from medrecon.apps.presets import presets
 
     viewer, widget, _ = viewer_with_widget
     viewer.open_sample("medrecon", "brain-1mm")
@@ -319,7 +319,7 @@ def test_recipes_round_trip_through_the_toml_the_cli_reads(viewer_with_widget, t
 def test_bad_starts_leave_the_form_and_the_layers_as_they_were(viewer_with_widget, qtbot):
     """A preset whose prior is not installed, a layer of the wrong dimensionality, and a second
     start during a run: each is said in the status; no form change, no layer, no second worker."""
-    from medrecon.presets import Preset
+    from medrecon.apps.presets import Preset
 
     viewer, widget, _ = viewer_with_widget
     missing = Preset(

@@ -115,8 +115,8 @@ def test_complex_mri_reaches_the_diffusion_samplers(native_prior, host, key):
 
 def test_the_background_phase_is_taken_out_for_the_prior_and_put_back(native_prior, host):
     from medrecon.api import build_operator
-    from medrecon.intensity import PhaseModulated, background_phase, estimate_intensity_map
     from medrecon.numerics import adjoint_test
+    from medrecon.numerics.intensity import PhaseModulated, background_phase, estimate_intensity_map
     from medrecon.samples import brain_sample
 
     volume, _ = brain_sample("1mm")

@@ -141,7 +141,7 @@ def test_the_inverse_variance_of_photon_counting_data_matches_its_noise():
 
 
 def test_dps_weights_photon_counting_data_in_the_prior_s_units():
-    from medrecon.intensity import IntensityMap
+    from medrecon.numerics.intensity import IntensityMap
     from medrecon_priors import Gaussian
     from medrecon_samplers import DPS
 

@@ -97,7 +97,7 @@ def test_bad_weights_get_clear_errors(tmp_path, card_path):
 
 
 def test_intensity_map_round_trips_a_problem():
-    from medrecon.intensity import IntensityMap
+    from medrecon.numerics.intensity import IntensityMap
     from tests.helpers import Scale
 
     op = Scale((4, 4), c=2.0)

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from medrecon.api import reconstruct, simulate
+from medrecon.apps.figures import case_figure, measurement_view
 from medrecon.contracts import Reconstruction
 from medrecon.errors import InputError
-from medrecon.figures import case_figure, measurement_view
 from medrecon.io import save_bundle, save_nifti, write_json, write_text
 from medrecon.io.bundle import Measurement
+from medrecon.io.outputs import write_reconstruction
 from medrecon.metrics import magnitude, psnr, ssim
-from medrecon.outputs import write_reconstruction
 from medrecon.plugin import PluginHost
 
 BRAIN_PRIOR = {"name": "diffusion", "weights": "brain-1mm", "slice_batch": 8}
@@ -341,7 +341,7 @@ def prepare_demo_folder(out: str | Path, overwrite: bool = False) -> set[str]:
             "choose a new folder or give --overwrite"
         )
     out.mkdir(parents=True, exist_ok=True)
-    from medrecon.outputs import check_writable
+    from medrecon.io.outputs import check_writable
 
     check_writable(out)
     return earlier

@@ -23,7 +23,7 @@ class Preset:
 def presets() -> list[Preset]:
     """The demo's cases and methods that are medrecon recipes (external peers such as sigpy's TV
     are left out), diffusion methods first within each case."""
-    from medrecon.demo import cases
+    from medrecon.apps.demo import cases
 
     out = []
     for case in cases():
