@@ -256,3 +256,40 @@ def test_a_conditional_model_in_a_monai_pipeline(model):
     out = Reconstructd(keys="image_measurement", recipe=recipe)(simulate({"image": image}))
     assert out["reconstruction"].shape == image.shape
     torch.testing.assert_close(out["reconstruction"].affine, image.affine)
+
+
+def test_the_conditioning_keeps_noise_out_of_what_the_operator_cannot_see(model):
+    """BCDM's flat prior puts x_t / sqrt(a) (std ~150 at t = 999) where A sees nothing; the
+    default Gaussian term keeps that part at E[x0 | x_t]; where A sees everything both agree."""
+    from medrecon.samples import phantom_volume
+
+    def build(**params):
+        return medrecon.build_component(
+            "prior", medrecon.ComponentRecipe("conditional", {"weights": str(model), **params})
+        )
+
+    default, flat = build(), build(conditioning="flat")
+    assert default.network.prior_variance == 1.0 and flat.network.prior_variance is None
+    truth = torch.from_numpy(phantom_volume((2, 32, 32)))
+    t = 999
+    abar = default.alphas_cumprod[t]
+    x_t = abar.sqrt() * truth + (1 - abar).sqrt() * torch.randn(
+        truth.shape, generator=torch.Generator().manual_seed(0)
+    )
+    for operator, sees_all in (
+        ({"name": "inpainting", "missing": 0.7}, False),
+        ({"name": "mri-multicoil"}, True),
+    ):
+        op = medrecon.build_operator(
+            medrecon.ComponentRecipe.from_dict("operator", operator), shape=(2, 32, 32)
+        )
+        problem = medrecon.Problem(op, op(truth.to(op.domain_dtype)), 0.0)
+        inits = [p.network.initial(x_t[None], abar, p.condition(problem))[0] for p in (default, flat)]
+        if sees_all:
+            torch.testing.assert_close(inits[0], inits[1], rtol=1e-3, atol=1e-3)
+        else:
+            assert float(inits[0].std()) < 2 and float(inits[1].std()) > 50
+    with pytest.raises(medrecon.InputError, match="prior_variance must be > 0"):
+        build(prior_variance=-1.0)
+    with pytest.raises(medrecon.InputError, match="'flat' has none"):
+        build(conditioning="flat", prior_variance=2.0)

@@ -9,27 +9,50 @@ allowed, since the physics blocks call whatever operator is given, and warned ab
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import torch
 
 from medrecon import ConditionalPrior, InputError, Problem
-from medrecon.conditional import Condition, build_conditional, condition_of, min_size
+from medrecon.conditional import Condition, build_conditional, check_prior_variance, condition_of, min_size
 from medrecon.prior_card import schedule_table
 from medrecon_priors.network import load_card, load_weights
 
 log = logging.getLogger(__name__)
+
+#: the conditioning's prior variance where neither the recipe nor the card gives one (model units)
+DEFAULT_PRIOR_VARIANCE = 1.0
 
 
 class Conditional(ConditionalPrior, torch.nn.Module):
     """A conditional diffusion model: weights by shipped name ("diff-unfolding": trained across
     MRI 4-8x, sparse-view and limited-angle CT and blur; "bcdm-mri": MRI 4-8x only) or by path to
     its card. Volumes are taken slice by slice along their first axis (D), `slice_batch` slices
-    per network call; the physics blocks act on the whole volume through the operator."""
+    per network call; the physics blocks act on the whole volume through the operator.
 
-    def __init__(self, weights: str = "diff-unfolding", slice_batch: int = 8):
+    `conditioning` is how the network's start combines x_t and y: "gaussian" (default) with a
+    prior N(0, v), v = `prior_variance` (model units, images in [0, 1]; None: the card's, the
+    value it was trained with, or else 1), or "flat", BCDM's own. The shipped models were trained
+    flat; on their training operators v = 1 gives the same images (measured: equal to 0.01 dB on
+    the demo's MRI, CT and blur cases), and on operators that see nothing of part of the image
+    (super-resolution, inpainting) it keeps x_t / sqrt(a), noise of std ~150 at t = 999, out of
+    that part."""
+
+    def __init__(
+        self,
+        weights: str = "diff-unfolding",
+        slice_batch: int = 8,
+        conditioning: Literal["gaussian", "flat"] = "gaussian",
+        prior_variance: float | None = None,
+    ):
         torch.nn.Module.__init__(self)
         if slice_batch < 1:
             raise InputError(f"slice_batch must be >= 1, got {slice_batch}")
+        if conditioning not in ("gaussian", "flat"):
+            raise InputError(f"conditioning must be 'gaussian' or 'flat', got {conditioning!r}")
+        if conditioning == "flat" and prior_variance is not None:
+            raise InputError("prior_variance applies to conditioning = 'gaussian'; 'flat' has none")
+        check_prior_variance(prior_variance)
         card, card_path = load_card(weights)
         if card.get("kind") != "conditional":
             raise InputError(
@@ -38,6 +61,11 @@ class Conditional(ConditionalPrior, torch.nn.Module):
             )
         self.network = build_conditional(card["architecture"]).eval()
         self.network.slice_batch = slice_batch
+        trained = card["architecture"].get("prior_variance")
+        gaussian = conditioning == "gaussian"
+        self.network.prior_variance = (
+            (prior_variance or trained or DEFAULT_PRIOR_VARIANCE) if gaussian else None
+        )
         load_weights(self.network, card_path.parent / card["weights"], card_path)
         self.register_buffer("_abar", schedule_table(card["schedule"]))
         intensity = card.get("intensity", {})
