@@ -38,6 +38,22 @@ def test_choices_come_from_the_live_registry(viewer_with_widget):
     assert [w.name for w in widget.forms["sampler"]] == ["iterations", "tikhonov", "tol"]
 
 
+def test_the_device_list_offers_each_gpu_and_auto_says_which(viewer_with_widget, monkeypatch):
+    """This machine has no GPU: CUDA is faked at torch's level to see what a GPU user is offered."""
+    import torch
+
+    from medrecon.device import resolve_device
+    from medrecon_napari._widget import device_choices
+
+    _, widget, _ = viewer_with_widget
+    assert widget.device.choices == ("auto", "cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count())))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_choices() == ["auto", "cpu", "cuda:0", "cuda:1"]
+    widget.device.value = "auto"
+    assert "cuda:0 (auto)" in widget.cost_note() and resolve_device("auto").type == "cuda"
+
+
 def test_a_run_adds_the_reconstruction_over_its_source(viewer_with_widget, qtbot, tmp_path):
     viewer, widget, layer = viewer_with_widget
     widget.operator.value = "mri-multicoil"
