@@ -53,6 +53,9 @@ BLIND_DPS_GRID = [
     (8.0, 0.1),
     (8.0, 0.03),
     (12.0, 0.03),
+    (12.0, 3.0),
+    (16.0, 1.0),
+    (16.0, 3.0),
 ]
 #: restoration cases' weights of TV (their operators have norm <= 1, MRI's and CT's do not)
 RESTORATION_TV = (0.001, 0.003, 0.01, 0.03, 0.1)
@@ -115,12 +118,14 @@ def evaluate(m, truth, case, method, label, recipe, external, device) -> dict:
     import medrecon
 
     start = time.perf_counter()
+    extras = {}
     if external is not None:
         image = external(m)
     else:
-        image = medrecon.reconstruct(recipe, m, seed=SEED, device=device).image.cpu().numpy()
+        result = medrecon.reconstruct(recipe, m, seed=SEED, device=device)
+        image, extras = result.image.cpu().numpy(), result.extras
     image = magnitude(image)
-    return {
+    row = {
         "case": case,
         "method": method,
         "setting": label,
@@ -128,6 +133,12 @@ def evaluate(m, truth, case, method, label, recipe, external, device) -> dict:
         "ssim": round(ssim(truth, image), 4),
         "seconds": round(time.perf_counter() - start, 1),
     }
+    if "kernel" in extras and "kernel" in m.arrays:  # blind deblurring: the kernel's relative error
+        true = np.asarray(m.arrays["kernel"])
+        row["kernel_rel_error"] = round(
+            float(np.linalg.norm(extras["kernel"].cpu().numpy() - true) / np.linalg.norm(true)), 3
+        )
+    return row
 
 
 #: the conditional samplers' settings tried: steps x eta

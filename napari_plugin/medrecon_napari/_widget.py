@@ -413,8 +413,6 @@ class ReconstructWidget(QWidget):
     def _on_result(self, layer, result) -> None:
         from napari.utils.notifications import show_error
 
-        from medrecon.metrics import psnr, ssim
-
         if self._closed:
             return
         self._live = False  # steps still queued (or being shown) add no preview over the result
@@ -437,14 +435,11 @@ class ReconstructWidget(QWidget):
             self._show(f"{name} std", std, layer, colormap="magma", contrast_limits=(0.0, top or 1.0))
         for key, value in result.extras.items():
             self.viewer.add_image(value.detach().cpu().numpy(), name=f"{name} {key}")
-        image = self.viewer.layers[name].data
-        measurement = layer.metadata.get("medrecon_measurement")
-        truth = layer.data if measurement is None else measurement.ground_truth
         timing = f"{result.info.get('seconds', 0):.1f} s, NFE {result.info.get('nfe', 0)}"
-        if truth is None:  # a bundle without ground truth
+        scores = result.info.get("metrics")  # the core scores against a stored ground truth
+        if scores is None:  # a bundle without ground truth
             self.status.value = f"{name}: {timing}"
         else:
-            scores = {"psnr_db": round(psnr(truth, image), 2), "ssim": round(ssim(truth, image), 4)}
             metadata.update(scores)
             quality = f"PSNR {scores['psnr_db']:.2f} dB, SSIM {scores['ssim']:.3f}"
             self.status.value = f"{name}: {quality}, {timing}"
