@@ -29,7 +29,7 @@ from medrecon.contracts import (
     drive,
 )
 from medrecon.device import resolve_device
-from medrecon.errors import InputError, NumericalError, RecipeError
+from medrecon.errors import InputError, NumericalError, PluginError, RecipeError
 from medrecon.io.bundle import Measurement
 from medrecon.io.nifti import Volume
 from medrecon.params import CONTEXT_PARAMETERS, coerce_params, parameters_of
@@ -75,6 +75,21 @@ def build_component(section: str, recipe: ComponentRecipe | None, host: PluginHo
     host = host or default_host()
     spec = host.get(section, recipe.name).spec
     return spec.factory(**coerce_params(spec.factory, recipe.params, f"{section} '{recipe.name}'"))
+
+
+def build_contribution(
+    kind: str, name: str, params: Mapping[str, Any], expected: type, host: PluginHost | None = None
+):
+    """A plugin's training task or dataset (`kind` "task" or "dataset") built like any component,
+    its parameters checked against the factory; an unknown name, or a factory giving something
+    other than `expected`, is an InputError."""
+    try:
+        made = build_component(kind, ComponentRecipe(name, dict(params)), host)
+    except PluginError as err:
+        raise InputError(str(err)) from None
+    if not isinstance(made, expected):
+        raise InputError(f"{kind} '{name}' gave {type(made).__name__}, not a medrecon.{expected.__name__}")
+    return made
 
 
 def simulate(

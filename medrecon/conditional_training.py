@@ -28,7 +28,7 @@ import torch
 
 from medrecon.conditional import UNROLLED_ARCHITECTURE, Condition, build_conditional
 from medrecon.contracts import TrainingTask
-from medrecon.errors import InputError, PluginError, listing
+from medrecon.errors import InputError, listing
 from medrecon.plugin import PluginHost
 from medrecon.training import TrainingReport, check_training_options, native_training_data, run_training
 
@@ -44,7 +44,7 @@ def build_tasks(
     """The training tasks `names` from the installed plugins (`medrecon plugins` lists them, kind
     "task"), each built with its `options` (e.g. {"mri": {"acceleration": (4, 6)}}), checked
     against the task factory's parameters."""
-    from medrecon.params import coerce_params
+    from medrecon.api import build_contribution
     from medrecon.plugin import default_host
 
     host = host or default_host()
@@ -58,18 +58,7 @@ def build_tasks(
         raise InputError(
             f"options given for task(s) {stray} that are not trained on (tasks: {', '.join(names)})"
         )
-    tasks = []
-    for name in names:
-        try:
-            spec = host.get("task", name).spec
-        except PluginError as err:
-            raise InputError(str(err)) from None
-        params = coerce_params(spec.factory, options.get(name, {}), f"task '{name}'")
-        task = spec.factory(**params)
-        if not isinstance(task, TrainingTask):
-            raise InputError(f"task '{name}' gave {type(task).__name__}, not a medrecon.TrainingTask")
-        tasks.append(task)
-    return tasks
+    return [build_contribution("task", name, options.get(name, {}), TrainingTask, host) for name in names]
 
 
 def method_tasks(method: str, host: PluginHost | None = None) -> list[str]:

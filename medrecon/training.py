@@ -440,25 +440,13 @@ def train_dataset_prior(
     """Train (or resume) an image prior on `count` generated images of a plugin's `dataset`
     (`medrecon plugins` lists them, kind "dataset"; e.g. blur kernels for blind-dps), 10% kept for
     validation. The dataset's factory gets `count`, the training seed and `dataset_options`."""
+    from medrecon.api import build_contribution
     from medrecon.contracts import TrainingImages
-    from medrecon.errors import PluginError
-    from medrecon.params import coerce_params
-    from medrecon.plugin import default_host
 
     if count < 2:
         raise InputError(f"--count must be >= 2 (10% of the images are kept for validation), got {count}")
-    try:
-        spec = (host or default_host()).get("dataset", dataset).spec
-    except PluginError as err:
-        raise InputError(str(err)) from None
-    params = coerce_params(
-        spec.factory,
-        {**(dataset_options or {}), "count": count, "seed": options.get("seed", 0)},
-        f"dataset '{dataset}'",
-    )
-    made = spec.factory(**params)
-    if not isinstance(made, TrainingImages):
-        raise InputError(f"dataset '{dataset}' gave {type(made).__name__}, not a medrecon.TrainingImages")
+    params = {**(dataset_options or {}), "count": count, "seed": options.get("seed", 0)}
+    made = build_contribution("dataset", dataset, params, TrainingImages, host)
     images = made.images
     held = max(count // 10, 1)
     data = {**made.data, "dataset": dataset, "train_images": count - held, "validation_images": held}
