@@ -61,11 +61,12 @@ class Conditional(ConditionalPrior, torch.nn.Module):
             )
         self.network = build_conditional(card["architecture"]).eval()
         self.network.slice_batch = slice_batch
-        trained = card["architecture"].get("prior_variance")
-        gaussian = conditioning == "gaussian"
-        self.network.prior_variance = (
-            (prior_variance or trained or DEFAULT_PRIOR_VARIANCE) if gaussian else None
-        )
+        if conditioning == "flat":
+            self.network.prior_variance = None
+        else:  # the recipe's, else the one the network was trained with (its card's), else the default
+            self.network.prior_variance = (
+                prior_variance or self.network.prior_variance or DEFAULT_PRIOR_VARIANCE
+            )
         load_weights(self.network, card_path.parent / card["weights"], card_path)
         self.register_buffer("_abar", schedule_table(card["schedule"]))
         intensity = card.get("intensity", {})
