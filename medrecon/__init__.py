@@ -14,6 +14,7 @@ from medrecon.contracts import (
     ConditionalPrior,
     DiffusionPrior,
     GaussianPrior,
+    MeasurementReader,
     Operator,
     Prior,
     Problem,
@@ -37,6 +38,10 @@ from medrecon.errors import (
     PluginError,
     RecipeError,
 )
+from medrecon.host.params import CONTEXT_PARAMETERS
+from medrecon.host.plugin import PluginHost, default_host, hookimpl
+from medrecon.host.recipe import ComponentRecipe, Recipe, parse_value, toml_value
+from medrecon.host.specs import DatasetSpec, OperatorSpec, PriorSpec, ReaderSpec, SamplerSpec, TaskSpec
 from medrecon.io import (
     Measurement,
     Volume,
@@ -45,13 +50,8 @@ from medrecon.io import (
     load_volume,
     save_bundle,
     save_nifti,
-    undersample,
 )
 from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
-from medrecon.params import CONTEXT_PARAMETERS
-from medrecon.plugin import PluginHost, default_host, hookimpl
-from medrecon.recipe import ComponentRecipe, Recipe, parse_value, toml_value
-from medrecon.specs import DatasetSpec, OperatorSpec, PriorSpec, SamplerSpec, TaskSpec
 
 __version__ = "0.1.0"
 
@@ -100,6 +100,7 @@ __all__ = [
     "IncompatibleError",
     "InputError",
     "Measurement",
+    "MeasurementReader",
     "MedreconError",
     "NumericalError",
     "Operator",
@@ -111,6 +112,7 @@ __all__ = [
     "Problem",
     "ProximalPrior",
     "Recipe",
+    "ReaderSpec",
     "RecipeError",
     "Reconstruction",
     "SingularDecomposition",
@@ -141,5 +143,4 @@ __all__ = [
     "save_nifti",
     "simulate",
     "toml_value",
-    "undersample",
 ]

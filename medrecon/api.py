@@ -19,6 +19,7 @@ from medrecon.contracts import (
     CancelFn,
     ConditionalPrior,
     DiffusionPrior,
+    MeasurementReader,
     Operator,
     Prior,
     Problem,
@@ -30,11 +31,11 @@ from medrecon.contracts import (
 )
 from medrecon.device import resolve_device
 from medrecon.errors import InputError, NumericalError, PluginError, RecipeError
+from medrecon.host.params import CONTEXT_PARAMETERS, coerce_params, parameters_of
+from medrecon.host.plugin import PluginHost, default_host
+from medrecon.host.recipe import ComponentRecipe, Recipe
 from medrecon.io.bundle import Measurement
 from medrecon.io.nifti import Volume
-from medrecon.params import CONTEXT_PARAMETERS, coerce_params, parameters_of
-from medrecon.plugin import PluginHost, default_host
-from medrecon.recipe import ComponentRecipe, Recipe
 
 RecipeLike = Recipe | Mapping[str, Any] | str | Path
 log = logging.getLogger(__name__)
@@ -132,9 +133,12 @@ def simulate(
     op = build_operator(op_recipe, shape=tuple(x.shape), host=host).to(dev)
     if x.is_complex() and not op.domain_dtype.is_complex:
         why = "phase = 'smooth' makes a complex image" if phase == "smooth" else "the volume is complex"
+        spec = host.get("operator", op_recipe.name).spec
+        can = any(p.name == "complex_image" for p in spec.parameters)
+        fix = "set complex_image = true" if can else "it has no complex_image option: use real images"
         raise InputError(
             f"{why}, but operator '{op_recipe.name}' takes real images: its imaginary part would be "
-            "lost; give the operator complex images (complex_image = true for mri-multicoil)"
+            f"lost; give the operator complex images ({fix})"
         )
     if op.domain_dtype.is_complex and not x.is_complex():
         x = x.to(op.domain_dtype)
@@ -233,7 +237,8 @@ def reconstruct_steps(
     sigma = measurement.noise_std if noise_std is None else noise_std
     if sigma is None:
         raise InputError(
-            "the measurement's noise level is unknown (e.g. a fastMRI file); give it with --noise-std "
+            "the measurement's noise level is unknown (its file stores none and its reader could not "
+            "estimate it); give it with --noise-std "
             "or noise_std=..., in the units of y"
         )
     dev = resolve_device(device)
@@ -296,18 +301,17 @@ def reconstruct_steps(
     if crop:
         result = crop_reconstruction(result, crop)
         result.info["crop"] = f"centre-cropped to {crop[0]} x {crop[1]} (the file's recon matrix)"
-    if "undersampled" in measurement.attrs:  # retrospectively, by medrecon.undersample
+    if "undersampled" in measurement.attrs:  # retrospectively, by the file's reader
         result.info["undersampled"] = measurement.attrs["undersampled"]
     if noise_std is None and "noise_std_source" in measurement.attrs:
         result.info["noise_std_source"] = measurement.attrs["noise_std_source"]
     if truth is not None:
-        from medrecon.metrics import fastmri_metrics, psnr, ssim
+        from medrecon.metrics import psnr, ssim
 
         image = result.image.detach().cpu().numpy()
         scores = {"psnr_db": round(psnr(truth, image), 3), "ssim": round(ssim(truth, image), 4)}
         result.info["metrics"] = scores
-        if "fastmri" in measurement.attrs:  # the dataset's own convention too
-            result.info["metrics_fastmri"] = fastmri_metrics(truth, image)
+        result.info.update(_reader_metrics(measurement, truth, image, host))
     if notes:
         result.info["orientation"] = notes[0]
     if warnings:
@@ -326,9 +330,19 @@ def check_noise_and_seed(noise_std: Any, seed: Any) -> None:
         raise InputError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
 
 
+def _reader_metrics(measurement: Measurement, truth, image, host: PluginHost) -> dict[str, dict]:
+    """{"metrics_<reader>": scores} in the convention of the format the measurement was read from
+    (a dataset's challenge metrics), where its reader has one and is installed."""
+    name = measurement.attrs.get("reader")
+    if not isinstance(name, str) or name not in host.components["reader"]:
+        return {}
+    scores = build_contribution("reader", name, {}, MeasurementReader, host).metrics(truth, image)
+    return {} if scores is None else {f"metrics_{name}": scores}
+
+
 def crop_reconstruction(result: Reconstruction, crop: tuple[int, int]) -> Reconstruction:
-    """The image, std map and samples centre-cropped in plane to `crop` (fastMRI's convention)."""
-    from medrecon.io.fastmri import centre_crop
+    """The image, std map and samples centre-cropped in plane to `crop` (the file's recon matrix)."""
+    from medrecon.io.bundle import centre_crop
 
     def cut(value):
         return None if value is None else centre_crop(value, crop).contiguous()

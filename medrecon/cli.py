@@ -25,7 +25,7 @@ DEVICE_HELP = "auto (CUDA if present), cpu, cuda or cuda:N"
 
 def _parse_params(items: tuple[str, ...], default_section: str | None) -> dict[str, dict[str, Any]]:
     """-p key=value / -p section.key=value -> {section: {key: value}}."""
-    from medrecon.recipe import parse_value
+    from medrecon.host.recipe import parse_value
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -46,7 +46,7 @@ def _parse_params(items: tuple[str, ...], default_section: str | None) -> dict[s
 
 def _key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
     """KEY=VALUE items (values typed as in recipes) as a dict."""
-    from medrecon.recipe import parse_value
+    from medrecon.host.recipe import parse_value
 
     out: dict[str, Any] = {}
     for item in items:
@@ -60,7 +60,7 @@ def _key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
 def _apply_overrides(recipe, overrides: dict[str, dict[str, Any]], **names: str | None):
     """Switch components by name (--sampler, --prior) and merge -p parameters into the recipe."""
     from medrecon.errors import listing
-    from medrecon.recipe import SECTIONS, ComponentRecipe, Recipe
+    from medrecon.host.recipe import SECTIONS, ComponentRecipe, Recipe
 
     unknown = sorted(set(overrides) - set(SECTIONS))
     if unknown:
@@ -81,7 +81,7 @@ def _apply_overrides(recipe, overrides: dict[str, dict[str, Any]], **names: str 
 
 
 def _host(ctx: click.Context):
-    from medrecon.plugin import PluginHost
+    from medrecon.host.plugin import PluginHost
 
     obj = ctx.find_root().obj
     if obj.get("host") is None:
@@ -142,7 +142,7 @@ def main(ctx: click.Context, no_plugins: bool, verbose: int) -> None:
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool, describe: str | None) -> None:
     """List every operator, prior and sampler, with its provider, and the plugins that failed."""
-    from medrecon.describe import component_record, components_table, describe_table, failed_table
+    from medrecon.host.describe import component_record, components_table, describe_table, failed_table
 
     host = _host(ctx)
     if describe:
@@ -231,8 +231,8 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     """Simulate a measurement of a VOLUME (NIfTI, DICOM series folder, NRRD, MetaImage) and write
     it as a bundle."""
     from medrecon.api import simulate as simulate_measurement
+    from medrecon.host.recipe import Recipe
     from medrecon.io import check_output_path, load_volume, save_bundle
-    from medrecon.recipe import Recipe
 
     check_output_path(out, [volume, recipe])
     if out.suffix not in (".h5", ".hdf5"):
@@ -280,15 +280,21 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     "--noise-std",
     type=float,
     default=None,
-    help="Override the bundle's noise level (a fastMRI file's is estimated from its k-space periphery).",
+    help="Override the bundle's noise level (where a reader estimated it, the sidecar says how).",
 )
 @click.option(
-    "--undersample",
-    type=float,
-    default=None,
-    metavar="ACCEL",
-    help="Retrospectively undersample fully sampled k-space (mri-multicoil) with fastMRI's equispaced "
-    "line mask at this acceleration (centre fraction 0.32 / ACCEL).",
+    "--reader",
+    "reader_name",
+    help="Read BUNDLE with this reader plugin (default: a medrecon bundle, else the first that takes it).",
+)
+@click.option(
+    "-r",
+    "--read-option",
+    "read_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the file's reader (`medrecon plugins --describe READER` lists them), "
+    "e.g. acceleration=4.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
@@ -306,23 +312,22 @@ def reconstruct(
     prior_name,
     params,
     noise_std,
-    undersample,
+    reader_name,
+    read_options,
     seed,
     device,
     quiet,
     overwrite,
 ) -> None:
-    """Reconstruct a measurement BUNDLE (or fastMRI .h5) and write a NIfTI with a JSON sidecar."""
+    """Reconstruct a measurement BUNDLE (or a file a reader plugin takes) and write a NIfTI with a JSON
+    sidecar."""
     from medrecon.api import reconstruct as run_reconstruction
+    from medrecon.host.recipe import Recipe
     from medrecon.io import load_bundle
     from medrecon.io.outputs import check_output_set, output_lock, write_reconstruction
-    from medrecon.recipe import Recipe
 
-    measurement = load_bundle(bundle)
-    if undersample is not None:
-        from medrecon.io.fastmri import undersample as retrospective
-
-        measurement = retrospective(measurement, undersample)
+    options = _key_values(read_options, "--read-option")
+    measurement = load_bundle(bundle, reader=reader_name, options=options, host=_host(ctx))
     # the image (and a std map) in float32, uncompressed: an upper bound of what will be written
     check_output_set(out, [bundle, recipe], overwrite=overwrite, expected_bytes=2 * measurement.y.size * 4)
     rec = Recipe.load(recipe)
@@ -392,15 +397,15 @@ def batch(
     dry_run,
     retries,
 ) -> None:
-    """Reconstruct a cohort on Dask: INPUTS are bundles, fastMRI files or volumes (simulated with the
-    recipe's [operator]), as paths, globs, folders or CSV manifests (columns path, name, seed,
-    noise_std). Each output is written as `medrecon reconstruct` writes it; OUT/manifest.json and
-    .csv list every item. Re-running resumes; exit code 1 when an item failed."""
+    """Reconstruct a cohort on Dask: INPUTS are bundles (or files a reader plugin takes) or volumes
+    (simulated with the recipe's [operator]), as paths, globs, folders or CSV manifests (columns path,
+    name, seed, noise_std). Each output is written as `medrecon reconstruct` writes it;
+    OUT/manifest.json and .csv list every item. Re-running resumes; exit code 1 when an item failed."""
     from rich.console import Console
     from rich.table import Table
 
     from medrecon.cohort import batch as run_batch
-    from medrecon.recipe import Recipe
+    from medrecon.host.recipe import Recipe
 
     rec = _apply_overrides(
         Recipe.load(recipe), _parse_params(params, None), prior=prior_name, sampler=sampler_name
@@ -725,7 +730,7 @@ def _report_training(report) -> None:
     "--task-option",
     "task_options",
     multiple=True,
-    help="TASK.PARAM=VALUE, a task's range, LOW:HIGH for a pair (e.g. mri.acceleration=4:6).",
+    help="TASK.PARAM=VALUE, a task's range, LOW:HIGH for a pair (e.g. NAME.acceleration=4:6).",
 )
 @click.option(
     "--tissue-map",
@@ -810,7 +815,7 @@ def train_conditional_command(
 
 def _task_options(items: tuple[str, ...]) -> dict[str, dict]:
     """--task-option TASK.PARAM=VALUE items as {task: {param: value}}; LOW:HIGH is a pair."""
-    from medrecon.recipe import parse_value
+    from medrecon.host.recipe import parse_value
 
     out: dict[str, dict] = {}
     for item in items:
@@ -818,7 +823,7 @@ def _task_options(items: tuple[str, ...]) -> dict[str, dict]:
         task, dot, param = key.strip().partition(".")
         if not (sep and dot and task and param and text.strip()):
             raise RecipeError(
-                f"--task-option {item!r} must look like TASK.PARAM=VALUE (e.g. mri.acceleration=4:6)"
+                f"--task-option {item!r} must look like TASK.PARAM=VALUE (e.g. NAME.acceleration=4:6)"
             )
         low, colon, high = text.strip().partition(":")
         value = [parse_value(low), parse_value(high)] if colon else parse_value(text.strip())
@@ -859,8 +864,8 @@ def _slab_option(name: str, value: str | None) -> tuple[int, int] | None:
     "--case",
     "case_names",
     multiple=True,
-    help="Run only this case (repeatable): mri-4x, mri-8x, mri-8x-complex, ct-8view, ct-limited-90, "
-    "inpaint-70, sr-4x, deblur-motion.",
+    help="Run only this case (repeatable): one of the demo's cases, as metrics.md names them (an "
+    "unknown name lists them).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)

@@ -25,7 +25,7 @@ from typing import Any
 
 from medrecon.errors import InputError
 
-#: input files a folder contributes: measurement bundles / fastMRI files, and volumes
+#: input files a folder contributes: measurement bundles (and HDF5 files reader plugins take), and volumes
 BUNDLE_SUFFIXES = (".h5",)
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".dcm")
 MANIFEST_COLUMNS = (
@@ -287,8 +287,8 @@ def batch(
     within `connect_timeout` seconds is an InputError. `dry_run` returns the
     plan without running anything. `on_row` sees each finished row; `on_cluster` the dashboard link.
     Ctrl-C cancels what has not finished and leaves a manifest saying what did."""
-    from medrecon.plugin import default_host
-    from medrecon.recipe import Recipe
+    from medrecon.host.plugin import default_host
+    from medrecon.host.recipe import Recipe
 
     items = collect_items(inputs)
     rec = Recipe.load(recipe).validate(default_host())  # a bad recipe fails here, before any cluster starts

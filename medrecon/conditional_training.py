@@ -29,7 +29,7 @@ import torch
 from medrecon.conditional import UNROLLED_ARCHITECTURE, Condition, build_conditional
 from medrecon.contracts import TrainingTask
 from medrecon.errors import InputError, listing
-from medrecon.plugin import PluginHost
+from medrecon.host.plugin import PluginHost
 from medrecon.training import TrainingReport, check_training_options, native_training_data, run_training
 
 #: the methods: the same network, trained per task (bcdm) or across tasks (diff-unfolding)
@@ -45,7 +45,7 @@ def build_tasks(
     "task"), each built with its `options` (e.g. {"mri": {"acceleration": (4, 6)}}), checked
     against the task factory's parameters."""
     from medrecon.api import build_contribution
-    from medrecon.plugin import default_host
+    from medrecon.host.plugin import default_host
 
     host = host or default_host()
     options = dict(options or {})
@@ -64,7 +64,7 @@ def build_tasks(
 def method_tasks(method: str, host: PluginHost | None = None) -> list[str]:
     """The tasks a method trains on by default: Diff-Unfolding every installed task, by name (one
     model for all operators); BCDM is trained per task and has no default."""
-    from medrecon.plugin import default_host
+    from medrecon.host.plugin import default_host
 
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -87,7 +87,7 @@ def _operator_norm2(recipe_without_seed: str, shape: tuple[int, ...]) -> float:
 
 def _build(recipe_json: str, shape: tuple[int, ...]):
     from medrecon.api import build_operator
-    from medrecon.recipe import ComponentRecipe
+    from medrecon.host.recipe import ComponentRecipe
 
     return build_operator(ComponentRecipe.from_dict("operator", json.loads(recipe_json)), shape=shape)
 

@@ -7,11 +7,15 @@ import copy
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from medrecon.errors import Cancelled, IncompatibleError, InputError
+
+if TYPE_CHECKING:
+    from medrecon.io.bundle import Measurement
 
 # ---------------------------------------------------------------------------------------------
 # Operators
@@ -342,6 +346,31 @@ class TrainingImages:
     data: dict[str, Any]
     intensity: dict[str, Any]
     architecture: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: measurements in file formats other than medrecon's bundle
+
+
+class MeasurementReader(abc.ABC):
+    """Reads the measurements of a file format a plugin knows (a `ReaderSpec` factory's result):
+    a dataset's raw files, a scanner's export. `medrecon.load_bundle` asks each installed reader
+    whether it `accepts` a file that is no medrecon bundle, and the first that does `read`s it."""
+
+    @abc.abstractmethod
+    def accepts(self, path: Path) -> bool:
+        """Whether the file is in this reader's format (a cheap look, no full read; False, not an
+        error, for a file that is not)."""
+
+    @abc.abstractmethod
+    def read(self, path: Path) -> Measurement:
+        """The file as a `medrecon.Measurement`: y, the operator's recipe and arrays, the noise
+        level where it is known, and the ground truth, affine and crop where the file has them."""
+
+    def metrics(self, reference: Any, estimate: Any) -> dict[str, float] | None:
+        """Scores in the format's own convention (a dataset's challenge metrics), reported beside
+        medrecon's; None (the default) for none."""
+        return None
 
 
 # ---------------------------------------------------------------------------------------------

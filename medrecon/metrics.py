@@ -1,6 +1,6 @@
 """Image quality metrics (PSNR, SSIM) through monai.metrics, on the data range of the reference.
 
-Complex images (MRI with phase) are compared by their magnitudes, as fastMRI does."""
+Complex images (with phase) are compared by their magnitudes."""
 
 from __future__ import annotations
 
@@ -41,25 +41,3 @@ def ssim(reference, estimate) -> float:
     r = torch.as_tensor(ref)[:, None]
     e = torch.as_tensor(est)[:, None]
     return float(metric(e, r).mean())
-
-
-def fastmri_metrics(reference, estimate) -> dict[str, float]:
-    """PSNR, SSIM and NMSE in the fastMRI challenge's convention (its `evaluate.py`): over the whole
-    volume with data range = the reference's maximum (not max - min); SSIM per slice with a uniform
-    7 x 7 window (sample covariance, as scikit-image computes it) averaged over slices."""
-    from monai.metrics import PSNRMetric, SSIMMetric
-
-    ref, est = magnitude(reference), magnitude(estimate)
-    if ref.ndim == 2:
-        ref, est = ref[None], est[None]
-    if ref.shape != est.shape:
-        raise ValueError(f"reference {ref.shape} and estimate {est.shape} differ in shape")
-    peak = float(ref.max()) or 1.0
-    r, e = torch.as_tensor(ref), torch.as_tensor(est)
-    psnr_db = float(PSNRMetric(max_val=peak)(e[None, None], r[None, None]).mean())
-    win = min(7, *ref.shape[-2:])
-    win -= 1 - win % 2
-    metric = SSIMMetric(spatial_dims=2, data_range=peak, kernel_type="uniform", win_size=win)
-    ssim_value = float(metric(e[:, None], r[:, None]).mean())
-    nmse = float(np.linalg.norm(ref - est) ** 2 / max(np.linalg.norm(ref) ** 2, 1e-30))
-    return {"psnr_db": round(psnr_db, 3), "ssim": round(ssim_value, 4), "nmse": round(nmse, 5)}

@@ -200,7 +200,7 @@ def write_fastmri_file(
     brain = zoom(brain, (1, 1 / pixel_mm, 1 / pixel_mm), order=3, grid_mode=True, mode="grid-constant").clip(
         0, None
     )
-    from medrecon.io.fastmri import centre_crop
+    from medrecon.io import centre_crop
 
     brain = centre_crop(brain, recon)
     image = np.zeros((slices, *encoded), np.float32)

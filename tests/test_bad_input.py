@@ -155,8 +155,6 @@ def test_the_python_api_names_wrong_types(host, mri_measurement):
         medrecon.simulate(volume, {"name": "mri-multicoil"}, noise_std=0.0, seed="x", host=host)
     with pytest.raises(medrecon.InputError, match="seed must be an integer, got 'abc'"):
         medrecon.reconstruct({"sampler": {"name": "cg"}}, mri_measurement, seed="abc", host=host)
-    with pytest.raises(medrecon.InputError, match="undersample takes a medrecon.Measurement.*got ndarray"):
-        medrecon.undersample(volume, 4)
     complex_volume = np.ones((2, 16, 16), np.complex64)
     with pytest.raises(medrecon.InputError, match="the volume is complex.*imaginary part would be lost"):
         medrecon.simulate(complex_volume, {"name": "mri-multicoil"}, noise_std=0.0, host=host)

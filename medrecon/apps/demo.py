@@ -26,11 +26,11 @@ from medrecon.api import reconstruct, simulate
 from medrecon.apps.figures import case_figure, measurement_view
 from medrecon.contracts import Reconstruction
 from medrecon.errors import InputError
+from medrecon.host.plugin import PluginHost
 from medrecon.io import save_bundle, save_nifti, write_json, write_text
 from medrecon.io.bundle import Measurement
 from medrecon.io.outputs import write_reconstruction
 from medrecon.metrics import magnitude, psnr, ssim
-from medrecon.plugin import PluginHost
 
 BRAIN_PRIOR = {"name": "diffusion", "weights": "brain-1mm", "slice_batch": 8}
 #: slices of the sample the demo reconstructs (its middle ones), to stay within minutes on a CPU

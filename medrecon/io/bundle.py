@@ -1,13 +1,14 @@
 """Measurement bundles: one HDF5 file with y, the operator's recipe and arrays, and the noise level.
 
-`medrecon simulate` writes what `medrecon reconstruct` reads. fastMRI multi-coil files (a `kspace`
-dataset of slices x coils x H x W) are read as bundles of the `mri-multicoil` operator
-(`medrecon.io.fastmri`).
+`medrecon simulate` writes what `medrecon reconstruct` reads. Files in other formats (a dataset's
+raw files) are read by the reader plugins installed (`medrecon plugins`, kind "reader"), which
+return the same `Measurement`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import h5py
 import numpy as np
 
 from medrecon.errors import InputError
+from medrecon.host.recipe import ComponentRecipe
 from medrecon.io.atomic import atomic_path, check_output_path
-from medrecon.recipe import ComponentRecipe
 
 FORMAT = "medrecon-bundle"
 FORMAT_VERSION = 1
@@ -35,7 +36,7 @@ class Measurement:
     affine: np.ndarray | None = None
     source: Path | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
-    #: in-plane (H, W) the results are centre-cropped to (a fastMRI file's recon matrix), or None
+    #: in-plane (H, W) the results are centre-cropped to (a file's reconstruction matrix), or None
     crop: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
@@ -81,18 +82,73 @@ def save_bundle(path: str | Path, m: Measurement, *, inputs: tuple = ()) -> Path
     return path
 
 
-def load_bundle(path: str | Path) -> Measurement:
-    """Read a medrecon bundle or a fastMRI multi-coil HDF5 file."""
+def load_bundle(
+    path: str | Path,
+    *,
+    reader: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    host=None,
+) -> Measurement:
+    """Read a medrecon bundle, or a file in a format a reader plugin knows (the first installed
+    reader that accepts it; `reader` names one). `options` are the reader's parameters (`medrecon plugins
+    --describe READER`); the measurement records its reader in `attrs["reader"]`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such measurement bundle: {path}")
+    if reader is None:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:
+            unreadable = f"{path} is not a readable HDF5 measurement bundle ({err})"
+        else:
+            with f:
+                if "y" in f:
+                    if options:
+                        raise InputError(
+                            f"{path} is a medrecon bundle: reader options ({', '.join(options)}) apply "
+                            "to files a reader plugin reads"
+                        )
+                    return _read_bundle(f, path)
+                unreadable = (
+                    f"bundle {path} has no dataset 'y' (the measurement); found {sorted(f.keys())}. "
+                    "A bundle holds y, an 'operator' group and noise_std"
+                )
+    from medrecon.host.plugin import default_host
+
+    host = host or default_host()
+    if reader is None:
+        readers = host.components["reader"]
+        reader = next((name for name in sorted(readers) if _reader(name, {}, host).accepts(path)), None)
+        if reader is None:
+            from medrecon.errors import listing
+
+            raise InputError(
+                f"{unreadable}; nor does an installed reader plugin take it (readers: {listing(readers)})"
+            )
+    made = _reader(reader, options or {}, host)
     try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"{path} is not a readable HDF5 measurement bundle ({err})") from None
+        measurement = made.read(path)
+    except (OSError, KeyError, RuntimeError) as err:  # h5py's errors for damaged datasets, say
+        raise InputError(
+            f"{path} could not be read by the '{reader}' reader: it is damaged or truncated "
+            f"({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(measurement, Measurement):
+        raise InputError(f"reader '{reader}' gave {type(measurement).__name__}, not a medrecon.Measurement")
+    measurement.attrs.setdefault("reader", reader)
+    return measurement
+
+
+def _reader(name: str, options: Mapping[str, Any], host):
+    from medrecon.api import build_contribution
+    from medrecon.contracts import MeasurementReader
+
+    return build_contribution("reader", name, options, MeasurementReader, host)
+
+
+def _read_bundle(f: h5py.File, path: Path) -> Measurement:
     try:
-        with f:
-            return _read_open_bundle(f, path)
+        return _read_open_bundle(f, path)
     except (OSError, KeyError, RuntimeError) as err:  # h5py's errors for damaged datasets
         raise InputError(
             f"{path} could not be read: it is damaged or truncated ({type(err).__name__}: {err})"
@@ -100,15 +156,6 @@ def load_bundle(path: str | Path) -> Measurement:
 
 
 def _read_open_bundle(f: h5py.File, path: Path) -> Measurement:
-    if "y" not in f and "kspace" in f:
-        from medrecon.io.fastmri import read_fastmri
-
-        return read_fastmri(f, path)
-    if "y" not in f:
-        raise InputError(
-            f"bundle {path} has no dataset 'y' (the measurement); found {sorted(f.keys())}. "
-            "A bundle holds y, an 'operator' group and noise_std; fastMRI files hold 'kspace'"
-        )
     if "operator" not in f or "name" not in f["operator"].attrs:
         raise InputError(
             f"bundle {path} has no 'operator' group naming its operator; "
@@ -187,6 +234,15 @@ def _noise_attr(value: Any, path: Path) -> float:
     if not (np.isnan(noise) or 0 <= noise < np.inf):
         raise InputError(f"bundle {path}: attribute 'noise_std' must be >= 0 and finite, got {noise}")
     return noise
+
+
+def centre_crop(a, shape: tuple[int, int]):
+    """The centre (H, W) of the last two axes (numpy or torch), starting at (n - m) // 2 as the
+    fastMRI reference code crops; sizes above the array's are clipped to it."""
+    h, w = a.shape[-2:]
+    ch, cw = min(shape[0], h), min(shape[1], w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return a[..., top : top + ch, left : left + cw]
 
 
 def plain_value(value: Any) -> Any:

@@ -19,8 +19,8 @@ from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import get_seed
 
 from medrecon.errors import InputError
+from medrecon.host.recipe import ComponentRecipe, Recipe
 from medrecon.io.bundle import Measurement
-from medrecon.recipe import ComponentRecipe, Recipe
 
 
 def _to_volume(img: Any, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -53,7 +53,7 @@ def _to_image(volume: torch.Tensor, affine: np.ndarray | None, meta: Mapping | N
 
 
 def _host():
-    from medrecon.plugin import default_host
+    from medrecon.host.plugin import default_host
 
     return default_host()
 

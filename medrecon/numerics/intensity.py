@@ -56,7 +56,8 @@ class IntensityMap:
         out = {"scale": self.scale, "offset": self.offset, "from": self.source}
         if self.phase is not None:
             out["phase"] = (
-                f"background phase removed (estimated from the central {PHASE_LOWPASS:g} of k-space)"
+                f"background phase removed (estimated from the central {PHASE_LOWPASS:g} of the "
+                "image's Fourier transform)"
             )
         return out
 

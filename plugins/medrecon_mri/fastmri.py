@@ -1,4 +1,5 @@
-"""fastMRI multi-coil HDF5 files read as measurements, in the dataset's own conventions.
+"""fastMRI multi-coil HDF5 files read as measurements, in the dataset's own conventions (the
+`fastmri` reader: `medrecon.load_bundle` hands it the HDF5 files that hold `kspace` and no `y`).
 
 A file holds `kspace` (slices, coils, readout, phase encode), complex64, on the *encoded* grid
 (e.g. 640 x 368: the readout is twice oversampled), an `ismrmrd_header` (ISMRMRD XML) and, in the
@@ -28,9 +29,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from medrecon.errors import InputError
-from medrecon.io.bundle import Measurement, plain_value
-from medrecon.recipe import ComponentRecipe
+import medrecon
+from medrecon import ComponentRecipe, InputError, Measurement
+from medrecon.io import plain_value
+from medrecon.metrics import magnitude
+from medrecon_mri.sense import make_mask
 
 OPERATOR = "mri-multicoil"
 #: the outer fraction of the (encoded) readout band, at each end, used for the noise estimate
@@ -85,14 +88,6 @@ def _bare(tag: str) -> str:
     return tag.split("}")[-1]
 
 
-def centre_crop(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The centre (H, W) of the last two axes, fastMRI's way: start at (n - m) // 2."""
-    h, w = a.shape[-2:]
-    ch, cw = min(shape[0], h), min(shape[1], w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return a[..., top : top + ch, left : left + cw]
-
-
 def remove_readout_oversampling(kspace: np.ndarray, rows: int) -> np.ndarray:
     """k-space on `rows` readout samples: centered inverse FFT along the readout (axis -2), centre
     crop to `rows`, FFT back. Exact where the readout is fully sampled; orthonormal FFTs keep the
@@ -129,7 +124,7 @@ def affine(space: Space, shape: tuple[int, int, int]) -> np.ndarray:
     return a
 
 
-def read_fastmri(f: h5py.File, path: Path):
+def read_fastmri(f: h5py.File, path: Path) -> Measurement:
     """A fastMRI multi-coil file as a Measurement (see the module docstring)."""
     kspace = f["kspace"]
     if not isinstance(kspace, h5py.Dataset) or kspace.ndim != 4:
@@ -152,7 +147,7 @@ def read_fastmri(f: h5py.File, path: Path):
         raise InputError(f"{path}: mask has {cols.shape[0]} columns but k-space has {y.shape[-1]}")
     if not cols.any():
         raise InputError(f"{path}: k-space holds no sampled column (all zero)")
-    attrs = {"fastmri": {k: plain_value(v) for k, v in f.attrs.items()}}
+    attrs = {"reader": "fastmri", "fastmri": {k: plain_value(v) for k, v in f.attrs.items()}}
     noise = estimate_noise_std(y, cols)
     if noise is not None:
         attrs["noise_std_source"] = (
@@ -214,8 +209,6 @@ def undersample(
     """Retrospectively undersample a fully sampled Cartesian multi-coil measurement: a new
     Measurement with k-space outside a `mask_type` line mask set to zero (the input is untouched).
     `center_fraction` defaults to fastMRI's: 0.08 at 4x, 0.04 at 8x (0.32 / acceleration)."""
-    from medrecon.api import build_operator
-
     if not isinstance(measurement, Measurement):
         raise InputError(
             f"undersample takes a medrecon.Measurement (from medrecon.load_bundle or medrecon.simulate), "
@@ -243,21 +236,11 @@ def undersample(
     center = 0.32 / acceleration if center_fraction is None else float(center_fraction)
     if mask_type not in ("equispaced", "random"):
         raise InputError(f"mask_type must be 'equispaced' or 'random', got {mask_type!r}")
-    # the mask the operator plugin makes for this request (one coil: only its mask is used)
-    line_mask = build_operator(
-        ComponentRecipe(
-            OPERATOR,
-            {
-                "shape": tuple(measurement.y.shape[-2:]),
-                "coils": 1,
-                "acceleration": float(acceleration),
-                "center_fraction": center,
-                "mask_type": mask_type,
-                "seed": seed,
-            },
-        )
+    # the mask mri-multicoil makes for this request
+    mask = make_mask(
+        tuple(measurement.y.shape[-2:]), mask_type, "2d", float(acceleration), center, False, seed
     )
-    mask = line_mask.mask.numpy().astype(np.float32)
+    mask = np.ascontiguousarray(mask, dtype=np.float32)
     columns = mask[0]
     params = dict(measurement.operator.params)
     params["acceleration"] = float(acceleration)
@@ -276,3 +259,62 @@ def undersample(
         arrays={**measurement.arrays, "mask": mask},
         attrs=attrs,
     )
+
+
+def fastmri_metrics(reference, estimate) -> dict[str, float]:
+    """PSNR, SSIM and NMSE in the fastMRI challenge's convention (its `evaluate.py`): over the whole
+    volume with data range = the reference's maximum (not max - min); SSIM per slice with a uniform
+    7 x 7 window (sample covariance, as scikit-image computes it) averaged over slices."""
+    import torch
+    from monai.metrics import PSNRMetric, SSIMMetric
+
+    ref, est = magnitude(reference), magnitude(estimate)
+    if ref.ndim == 2:
+        ref, est = ref[None], est[None]
+    if ref.shape != est.shape:
+        raise ValueError(f"reference {ref.shape} and estimate {est.shape} differ in shape")
+    peak = float(ref.max()) or 1.0
+    r, e = torch.as_tensor(ref), torch.as_tensor(est)
+    psnr_db = float(PSNRMetric(max_val=peak)(e[None, None], r[None, None]).mean())
+    win = min(7, *ref.shape[-2:])
+    win -= 1 - win % 2
+    metric = SSIMMetric(spatial_dims=2, data_range=peak, kernel_type="uniform", win_size=win)
+    ssim_value = float(metric(e[:, None], r[:, None]).mean())
+    nmse = float(np.linalg.norm(ref - est) ** 2 / max(np.linalg.norm(ref) ** 2, 1e-30))
+    return {"psnr_db": round(psnr_db, 3), "ssim": round(ssim_value, 4), "nmse": round(nmse, 5)}
+
+
+class FastMRIReader(medrecon.MeasurementReader):
+    """The `fastmri` reader: fastMRI multi-coil files as `mri-multicoil` measurements (see the
+    module docstring); with `acceleration`, a fully sampled file is undersampled retrospectively on
+    reading (`undersample`: fastMRI's equispaced line mask, centre fraction 0.32 / acceleration)."""
+
+    def __init__(
+        self,
+        acceleration: float | None = None,
+        center_fraction: float | None = None,
+        mask_type: str = "equispaced",
+        seed: int = 0,
+    ):
+        if acceleration is None and center_fraction is not None:
+            raise InputError("center_fraction applies with acceleration (retrospective undersampling)")
+        self.acceleration = acceleration
+        self.options = {"center_fraction": center_fraction, "mask_type": mask_type, "seed": seed}
+
+    def accepts(self, path: Path) -> bool:
+        """An HDF5 file with a `kspace` dataset and no medrecon `y`."""
+        try:
+            with h5py.File(path, "r") as f:
+                return "kspace" in f and "y" not in f
+        except OSError:
+            return False
+
+    def read(self, path: Path) -> Measurement:
+        with h5py.File(path, "r") as f:
+            measurement = read_fastmri(f, Path(path))
+        if self.acceleration is not None:
+            measurement = undersample(measurement, self.acceleration, **self.options)
+        return measurement
+
+    def metrics(self, reference, estimate) -> dict[str, float]:
+        return fastmri_metrics(reference, estimate)

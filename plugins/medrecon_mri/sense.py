@@ -81,7 +81,7 @@ class MultiCoilMRI(Operator):
         self.requested_acceleration = float(acceleration) if mask is None else None
 
         if mask is None:
-            mask = _make_mask(shape, mask_type, sampling, acceleration, center_fraction, vary_per_slice, seed)
+            mask = make_mask(shape, mask_type, sampling, acceleration, center_fraction, vary_per_slice, seed)
         mask = np.asarray(mask, dtype=np.float32)
         valid = [shape[-2:]] + ([shape] if len(shape) == 3 else [])
         if mask.shape not in valid:
@@ -288,7 +288,7 @@ def _ifftn(k: torch.Tensor, dims) -> torch.Tensor:
     return torch.fft.ifftn(k, dim=dims, norm="ortho")
 
 
-def _make_mask(
+def make_mask(
     shape: tuple[int, ...],
     mask_type: str,
     sampling: str,
@@ -297,6 +297,8 @@ def _make_mask(
     vary_per_slice: bool,
     seed: int,
 ) -> np.ndarray:
+    """The sampling mask mri-multicoil makes for a request: (H, W) for 2d sampling ((D, H, W) with
+    `vary_per_slice`), (D, H, W) for 3d."""
     height, width = shape[-2:]
     if sampling == "3d":
         if vary_per_slice:

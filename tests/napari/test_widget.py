@@ -12,7 +12,7 @@ pytestmark = pytest.mark.napari
 
 @pytest.fixture
 def viewer_with_widget(make_napari_viewer, monkeypatch):
-    import medrecon.plugin as plugin
+    import medrecon.host.plugin as plugin
     from tests.helpers import ToyPlugin, builtin_host
 
     host = builtin_host()

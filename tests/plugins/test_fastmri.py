@@ -15,8 +15,9 @@ from click.testing import CliRunner
 
 import medrecon
 from medrecon.cli import main
-from medrecon.io.fastmri import remove_readout_oversampling
 from medrecon.numerics import ifftnc
+from medrecon_mri import fastmri_metrics, undersample
+from medrecon_mri.fastmri import remove_readout_oversampling
 from tests.helpers import write_fastmri_file
 
 NOISE = 0.01
@@ -30,7 +31,8 @@ def fastmri_file(tmp_path_factory):
 
 
 def test_a_fastmri_file_is_read_in_the_datasets_conventions(fastmri_file):
-    m = medrecon.load_bundle(fastmri_file)
+    m = medrecon.load_bundle(fastmri_file)  # by the MRI plugin's reader: the core knows no fastMRI
+    assert m.attrs["reader"] == "fastmri"
     assert m.y.shape == (1, 4, 320, 368)  # readout oversampling (640) removed, phase encode kept
     assert m.crop == (320, 320) and m.ground_truth.shape == (1, 320, 320)
     assert np.allclose(np.linalg.norm(m.affine[:3, :3], axis=0), [0.6875, 0.6875, 5.0])
@@ -52,13 +54,13 @@ def test_removing_readout_oversampling_keeps_the_image_values():
 def test_fully_sampled_files_are_undersampled_retrospectively_and_the_input_is_kept(fastmri_file):
     m = medrecon.load_bundle(fastmri_file)
     before = m.y.copy()
-    u = medrecon.undersample(m, 4)
+    u = undersample(m, 4)
     np.testing.assert_array_equal(m.y, before)
     columns = np.abs(u.y).sum(axis=(0, 1, 2)) > 0
     assert 3.8 < 368 / columns.sum() < 4.2 and u.attrs["undersampled"]["center_fraction"] == 0.08
     assert columns[368 // 2 - 10 : 368 // 2 + 10].all()  # the calibration centre is kept
     with pytest.raises(medrecon.InputError, match="already undersampled"):
-        medrecon.undersample(u, 2)
+        undersample(u, 2)
 
 
 def test_the_cli_reconstructs_a_fastmri_file_on_its_recon_grid_with_its_metrics(fastmri_file, tmp_path):
@@ -66,8 +68,8 @@ def test_the_cli_reconstructs_a_fastmri_file_on_its_recon_grid_with_its_metrics(
     args = [
         "reconstruct",
         fastmri_file,
-        "--undersample",
-        "4",
+        "--read-option",
+        "acceleration=4",
         "--sampler",
         "cg",
         "-p",
@@ -87,7 +89,7 @@ def test_the_cli_reconstructs_a_fastmri_file_on_its_recon_grid_with_its_metrics(
     # scored against reconstruction_rss, in medrecon's and in fastMRI's conventions: CG-SENSE
     # beats the zero-filled image in both
     zero_filled = medrecon.reconstruct(
-        {"sampler": {"name": "adjoint"}}, medrecon.undersample(medrecon.load_bundle(fastmri_file), 4)
+        {"sampler": {"name": "adjoint"}}, undersample(medrecon.load_bundle(fastmri_file), 4)
     ).info
     for convention in ("metrics", "metrics_fastmri"):
         assert info[convention]["psnr_db"] > zero_filled[convention]["psnr_db"] + 1.0
@@ -96,8 +98,6 @@ def test_the_cli_reconstructs_a_fastmri_file_on_its_recon_grid_with_its_metrics(
 
 def test_fastmri_metrics_follow_the_datasets_evaluate_script():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    from medrecon.metrics import fastmri_metrics
 
     rng = np.random.default_rng(0)
     gt = rng.random((3, 40, 36)).astype(np.float32) + 0.5
@@ -126,3 +126,77 @@ def test_a_header_that_disagrees_with_the_kspace_is_named(tmp_path):
         f.create_dataset("ismrmrd_header", data=b"<ismrmrdHeader><encoding>")
     with pytest.raises(medrecon.InputError, match="ismrmrd_header is not valid XML"):
         medrecon.load_bundle(path)
+
+
+def test_reader_options_undersample_on_reading_and_bad_ones_are_named(fastmri_file):
+    u = medrecon.load_bundle(fastmri_file, options={"acceleration": 4})
+    assert u.attrs["reader"] == "fastmri" and u.attrs["undersampled"]["acceleration_requested"] == 4.0
+    with pytest.raises(
+        medrecon.InputError,
+        match="reader 'fastmri' has no parameter 'accel'; valid parameters: 'acceleration'",
+    ):
+        medrecon.load_bundle(fastmri_file, options={"accel": 4})
+    with pytest.raises(medrecon.InputError, match="undersample takes a medrecon.Measurement.*got ndarray"):
+        undersample(np.ones((2, 16, 16), np.float32), 4)
+
+
+def test_a_medrecon_bundle_refuses_reader_options_and_other_files_name_the_readers(tmp_path):
+    bundle = medrecon.simulate(
+        np.ones((1, 16, 16), np.float32), {"name": "mri-multicoil", "coils": 2}, noise_std=0
+    )
+    path = medrecon.save_bundle(tmp_path / "b.h5", bundle)
+    with pytest.raises(medrecon.InputError, match="is a medrecon bundle: reader options \\(acceleration\\)"):
+        medrecon.load_bundle(path, options={"acceleration": 4})
+    other = tmp_path / "notes.h5"
+    other.write_text("not HDF5")
+    with pytest.raises(
+        medrecon.InputError, match="not a readable HDF5.*nor does an installed reader.*'fastmri'"
+    ):
+        medrecon.load_bundle(other)
+
+
+def test_fastmri_multicoil_kspace_is_read(tmp_path, mri_measurement):
+    path = tmp_path / "file_brain_AXT2_0.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=mri_measurement.y)
+        f.attrs["acquisition"] = "AXT2"
+    m = medrecon.load_bundle(path)
+    assert m.operator.name == "mri-multicoil" and m.noise_std > 0  # estimated: none is stored
+    assert "k-space periphery" in m.attrs["noise_std_source"]
+    assert m.y.shape == mri_measurement.y.shape and m.y.dtype == np.complex64
+    np.testing.assert_array_equal(m.arrays["mask"], mri_measurement.arrays["mask"])
+    assert m.attrs["fastmri"]["acquisition"] == "AXT2"
+
+
+def test_fastmri_kspace_reconstructs_with_espirit_maps(tmp_path, phantom, host):
+    """A fastMRI file has no coil maps: ESPIRiT estimates them from the fully sampled centre."""
+    from medrecon.metrics import psnr
+
+    op = {"name": "mri-multicoil", "acceleration": 3, "center_fraction": 0.25}
+    m = medrecon.simulate(phantom, op, noise_std=0.001, seed=3, host=host)
+    path = tmp_path / "fastmri.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=m.y)
+    fm = medrecon.load_bundle(path)
+    estimated = medrecon.reconstruct({"sampler": {"name": "adjoint"}}, fm, host=host)
+    assert "k-space periphery" in estimated.info["noise_std_source"]  # said where it came from
+    recipe = {"operator": {"name": "mri-multicoil", "complex_image": True}, "sampler": {"name": "cg"}}
+    espirit = medrecon.reconstruct(recipe, fm, noise_std=0.001, host=host, device="cpu")
+    known_maps = medrecon.reconstruct({"sampler": {"name": "cg"}}, m, host=host, device="cpu")
+    zero_filled = medrecon.reconstruct({"sampler": {"name": "adjoint"}}, m, host=host, device="cpu")
+    assert espirit.image.shape == phantom.shape
+    quality = psnr(phantom, np.abs(espirit.image.numpy()))
+    assert quality > psnr(phantom, known_maps.image.numpy()) - 1.0
+    assert quality > psnr(phantom, zero_filled.image.numpy()) + 5.0
+
+
+def test_fastmri_kspace_with_too_few_calibration_lines_gets_a_clear_error(tmp_path, mri_measurement, host):
+    path = tmp_path / "fastmri.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=mri_measurement.y)  # 8% of 32 columns: 3 centre lines
+    with pytest.raises(
+        medrecon.InputError, match="ESPIRiT needs at least 8 fully sampled centre lines, the mask has 3"
+    ):
+        medrecon.reconstruct(
+            {"sampler": {"name": "cg"}}, medrecon.load_bundle(path), noise_std=0.001, host=host
+        )

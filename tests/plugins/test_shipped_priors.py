@@ -59,7 +59,7 @@ def test_the_brain_sample_is_exactly_the_held_out_slab():
 
 def test_priors_load_by_name_and_path(host):
     from medrecon.api import build_component
-    from medrecon.recipe import ComponentRecipe
+    from medrecon.host.recipe import ComponentRecipe
 
     def prior(weights):
         return build_component("prior", ComponentRecipe("diffusion", {"weights": weights}), host)

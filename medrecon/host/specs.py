@@ -1,7 +1,8 @@
 """The records a plugin's hooks yield: one per operator, prior or sampler it provides (**contract**),
 and, optionally, one per training task or training dataset it contributes to the core's training
 commands (so that the core names no physics: `medrecon train-conditional` draws its operators from
-the tasks, `medrecon train-prior --dataset` its images from a dataset)."""
+the tasks, `medrecon train-prior --dataset` its images from a dataset), and one per file format of
+measurements it reads (`medrecon.load_bundle` hands it the files that are no medrecon bundle)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from medrecon.params import Parameter, parameters_of
+from medrecon.host.params import Parameter, parameters_of
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -28,7 +29,7 @@ class ComponentSpec:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ValueError(
                 f"{self.kind} name {self.name!r} is not valid: use lower-case words joined by '-', "
-                "such as 'mri-multicoil'"
+                "such as 'blind-dps'"
             )
         if not callable(self.factory):
             raise TypeError(f"{self.kind} '{self.name}': factory must be callable, got {self.factory!r}")
@@ -72,10 +73,19 @@ class DatasetSpec(ComponentSpec):
     kind: ClassVar[str] = "dataset"
 
 
+@dataclass(frozen=True)
+class ReaderSpec(ComponentSpec):
+    """A file format of measurements: `factory(**options)` returns a `medrecon.MeasurementReader`
+    (every option has a default: the reader is built without options to look at a file)."""
+
+    kind: ClassVar[str] = "reader"
+
+
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "operator": OperatorSpec,
     "prior": PriorSpec,
     "sampler": SamplerSpec,
     "task": TaskSpec,
     "dataset": DatasetSpec,
+    "reader": ReaderSpec,
 }

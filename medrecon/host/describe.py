@@ -9,8 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from medrecon.params import CONTEXT_PARAMETERS
-from medrecon.plugin import Component, FailedPlugin
+from medrecon.host.params import CONTEXT_PARAMETERS
+from medrecon.host.plugin import Component, FailedPlugin
 
 
 def component_record(comp: Component, *, parameters: bool = False) -> dict[str, Any]:

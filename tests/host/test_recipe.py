@@ -85,12 +85,12 @@ def test_literal_and_tuple_parameters_are_checked():
     def factory(window: Literal["ramp", "hann"] = "ramp", angle_range: tuple[float, float] = (0.0, 180.0)):
         return None
 
-    ok = medrecon.params.coerce_params(factory, {"window": "hann", "angle_range": [0, 90]}, "x")
+    ok = medrecon.host.params.coerce_params(factory, {"window": "hann", "angle_range": [0, 90]}, "x")
     assert ok == {"window": "hann", "angle_range": (0.0, 90.0)}
     with pytest.raises(RecipeError, match="choose one of 'ramp', 'hann'"):
-        medrecon.params.coerce_params(factory, {"window": "cosine"}, "x")
+        medrecon.host.params.coerce_params(factory, {"window": "cosine"}, "x")
     with pytest.raises(RecipeError, match="needs 2 items, got 3"):
-        medrecon.params.coerce_params(factory, {"angle_range": [0, 90, 180]}, "x")
+        medrecon.host.params.coerce_params(factory, {"angle_range": [0, 90, 180]}, "x")
 
 
 def test_a_factory_whose_type_hints_cannot_be_resolved_is_rejected_at_registration():

@@ -14,8 +14,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from medrecon.errors import PluginError, RecipeError, listing, suggest
-from medrecon.params import CONTEXT_PARAMETERS, coerce_params
-from medrecon.plugin import PluginHost
+from medrecon.host.params import CONTEXT_PARAMETERS, coerce_params
+from medrecon.host.plugin import PluginHost
 
 #: the sections of a recipe (the hooks for training tasks and datasets are not recipe sections)
 SECTIONS = ("operator", "prior", "sampler")

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 import medrecon
-from medrecon.plugin import PluginHost
+from medrecon.host.plugin import PluginHost
 from tests.helpers import Scale, ToyPlugin
 
 

@@ -7,7 +7,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import medrecon
 from medrecon import InputError, load_bundle, load_nifti, save_bundle, save_nifti
 from medrecon.io import atomic_path
 
@@ -125,51 +124,6 @@ def test_bundle_with_nan_in_y_is_rejected(tmp_path, mri_measurement):
         f["y"][0, 0, 0, 0] = np.nan
     with pytest.raises(InputError, match=r"measurement y in .*m.h5 holds 1 NaN or Inf value\(s\)"):
         load_bundle(path)
-
-
-def test_fastmri_multicoil_kspace_is_read(tmp_path, mri_measurement):
-    path = tmp_path / "file_brain_AXT2_0.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("kspace", data=mri_measurement.y)
-        f.attrs["acquisition"] = "AXT2"
-    m = load_bundle(path)
-    assert m.operator.name == "mri-multicoil" and m.noise_std > 0  # estimated: none is stored
-    assert "k-space periphery" in m.attrs["noise_std_source"]
-    assert m.y.shape == mri_measurement.y.shape and m.y.dtype == np.complex64
-    np.testing.assert_array_equal(m.arrays["mask"], mri_measurement.arrays["mask"])
-    assert m.attrs["fastmri"]["acquisition"] == "AXT2"
-
-
-def test_fastmri_kspace_reconstructs_with_espirit_maps(tmp_path, phantom, host):
-    """A fastMRI file has no coil maps: ESPIRiT estimates them from the fully sampled centre."""
-    from medrecon.metrics import psnr
-
-    op = {"name": "mri-multicoil", "acceleration": 3, "center_fraction": 0.25}
-    m = medrecon.simulate(phantom, op, noise_std=0.001, seed=3, host=host)
-    path = tmp_path / "fastmri.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("kspace", data=m.y)
-    fm = load_bundle(path)
-    estimated = medrecon.reconstruct({"sampler": {"name": "adjoint"}}, fm, host=host)
-    assert "k-space periphery" in estimated.info["noise_std_source"]  # said where it came from
-    recipe = {"operator": {"name": "mri-multicoil", "complex_image": True}, "sampler": {"name": "cg"}}
-    espirit = medrecon.reconstruct(recipe, fm, noise_std=0.001, host=host, device="cpu")
-    known_maps = medrecon.reconstruct({"sampler": {"name": "cg"}}, m, host=host, device="cpu")
-    zero_filled = medrecon.reconstruct({"sampler": {"name": "adjoint"}}, m, host=host, device="cpu")
-    assert espirit.image.shape == phantom.shape
-    quality = psnr(phantom, np.abs(espirit.image.numpy()))
-    assert quality > psnr(phantom, known_maps.image.numpy()) - 1.0
-    assert quality > psnr(phantom, zero_filled.image.numpy()) + 5.0
-
-
-def test_fastmri_kspace_with_too_few_calibration_lines_gets_a_clear_error(tmp_path, mri_measurement, host):
-    path = tmp_path / "fastmri.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("kspace", data=mri_measurement.y)  # 8% of 32 columns: 3 centre lines
-    with pytest.raises(
-        InputError, match="ESPIRiT needs at least 8 fully sampled centre lines, the mask has 3"
-    ):
-        medrecon.reconstruct({"sampler": {"name": "cg"}}, load_bundle(path), noise_std=0.001, host=host)
 
 
 def test_nifti_outputs_carry_their_affine_codes_and_mm_units(tmp_path):

@@ -1,5 +1,5 @@
-"""The plugin host: finds operators, priors and samplers (and the training tasks and datasets
-plugins contribute) through pluggy and the `medrecon` entry points."""
+"""The plugin host: finds operators, priors and samplers (and the training tasks, datasets and
+measurement readers plugins contribute) through pluggy and the `medrecon` entry points."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from typing import Any
 import pluggy
 
 from medrecon.errors import PluginError, listing, suggest
-from medrecon.specs import (
+from medrecon.host.specs import (
     SPEC_TYPES,
     ComponentSpec,
     DatasetSpec,
     OperatorSpec,
     PriorSpec,
+    ReaderSpec,
     SamplerSpec,
     TaskSpec,
 )
@@ -57,6 +58,10 @@ class HookSpecs:
     def medrecon_datasets(self) -> Iterable[DatasetSpec]:
         """Generated image collections `medrecon train-prior --dataset` may train on (optional)."""
 
+    @hookspec
+    def medrecon_readers(self) -> Iterable[ReaderSpec]:
+        """File formats of measurements `medrecon.load_bundle` may read besides bundles (optional)."""
+
 
 HOOKS = {
     "operator": "medrecon_operators",
@@ -64,6 +69,7 @@ HOOKS = {
     "sampler": "medrecon_samplers",
     "task": "medrecon_training_tasks",
     "dataset": "medrecon_datasets",
+    "reader": "medrecon_readers",
 }
 
 
