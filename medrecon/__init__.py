@@ -1,6 +1,13 @@
 """medrecon: reconstruct medical images and volumes from their measurements with diffusion priors."""
 
-from medrecon.api import build_component, build_operator, reconstruct, reconstruct_steps, simulate
+from medrecon.api import (
+    build_component,
+    build_operator,
+    reconstruct,
+    reconstruct_steps,
+    run_steps,
+    simulate,
+)
 from medrecon.contracts import (
     BLIND_OPERATOR,
     CONDITIONAL_PRIOR,
@@ -139,6 +146,7 @@ __all__ = [
     "reconstruct",
     "reconstruct_steps",
     "resolve_device",
+    "run_steps",
     "save_bundle",
     "save_nifti",
     "simulate",

@@ -184,6 +184,38 @@ def reconstruct(
     return drive(steps, progress, cancel)
 
 
+def run_steps(
+    recipe: RecipeLike,
+    source: Measurement | np.ndarray | torch.Tensor | Volume | str | Path,
+    *,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    phase: str = "none",
+    host: PluginHost | None = None,
+) -> Generator[Step, None, Reconstruction]:
+    """One run from what a front end holds (the napari widget's layer): a loaded `Measurement`,
+    which brings its operator and noise level (the recipe's [operator] says how to simulate and is
+    left out), or a volume (array, `Volume` or path), first simulated with the recipe's [operator],
+    `noise_std`, `seed` and `phase` (on the CPU when `device` is "auto"). Yields each Step and
+    returns the Reconstruction, as `reconstruct_steps`."""
+    recipe = Recipe.load(recipe)
+    if not isinstance(source, Measurement):
+        if recipe.operator is None:
+            raise RecipeError("simulating a volume needs the recipe's [operator] (or give a measurement)")
+        source = simulate(
+            source,
+            recipe.operator,
+            noise_std=noise_std,
+            seed=seed,
+            device="cpu" if str(device) == "auto" else device,
+            phase=phase,
+            host=host,
+        )
+    steps = reconstruct_steps(recipe.without("operator"), source, seed=seed, device=device, host=host)
+    return (yield from steps)
+
+
 def reconstruct_steps(
     recipe: RecipeLike,
     measurement: Measurement,

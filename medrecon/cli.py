@@ -15,69 +15,13 @@ from typing import Any
 import click
 
 from medrecon.errors import Cancelled, MedreconError, NumericalError, RecipeError
+from medrecon.host.recipe import parse_assignments, parse_overrides
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
 
 DEVICE_HELP = "auto (CUDA if present), cpu, cuda or cuda:N"
-
-
-def _parse_params(items: tuple[str, ...], default_section: str | None) -> dict[str, dict[str, Any]]:
-    """-p key=value / -p section.key=value -> {section: {key: value}}."""
-    from medrecon.host.recipe import parse_value
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise RecipeError(f"parameter {item!r} must look like key=value (e.g. acceleration=8)")
-        section, dot, name = key.rpartition(".")
-        if not dot:
-            if default_section is None:
-                raise RecipeError(
-                    f"parameter {item!r} needs its section: operator.{key}=..., prior.{key}=... "
-                    f"or sampler.{key}=..."
-                )
-            section, name = default_section, key
-        out.setdefault(section, {})[name] = parse_value(value)
-    return out
-
-
-def _key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
-    """KEY=VALUE items (values typed as in recipes) as a dict."""
-    from medrecon.host.recipe import parse_value
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"{option} {item!r} must look like KEY=VALUE (e.g. kernel_size=15)")
-        out[key.strip()] = parse_value(value)
-    return out
-
-
-def _apply_overrides(recipe, overrides: dict[str, dict[str, Any]], **names: str | None):
-    """Switch components by name (--sampler, --prior) and merge -p parameters into the recipe."""
-    from medrecon.errors import listing
-    from medrecon.host.recipe import SECTIONS, ComponentRecipe, Recipe
-
-    unknown = sorted(set(overrides) - set(SECTIONS))
-    if unknown:
-        raise RecipeError(f"unknown recipe section '{unknown[0]}' in -p; valid: {listing(SECTIONS)}")
-    sections = {}
-    for section in SECTIONS:
-        current = getattr(recipe, section)
-        name = names.get(section)
-        if name and (current is None or current.name != name):
-            current = ComponentRecipe(name, {})  # another component: the recipe's params do not apply
-        extra = overrides.get(section)
-        if extra:
-            if current is None:
-                raise RecipeError(f"parameters given for [{section}] but no {section} is named")
-            current = ComponentRecipe(current.name, {**current.params, **extra})
-        sections[section] = current
-    return Recipe(**sections)
 
 
 def _host(ctx: click.Context):
@@ -243,7 +187,7 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     from medrecon.io.outputs import check_writable, output_lock
 
     check_writable(out.parent)
-    rec = _apply_overrides(Recipe.load(recipe), _parse_params(params, "operator"), operator=operator_name)
+    rec = Recipe.load(recipe).override(parse_overrides(params, "operator"), operator=operator_name)
     if rec.operator is None:
         raise RecipeError("name the operator: --operator NAME or --recipe FILE with an [operator] table")
     if rec.prior or rec.sampler:
@@ -326,16 +270,16 @@ def reconstruct(
     from medrecon.io import load_bundle
     from medrecon.io.outputs import check_output_set, output_lock, write_reconstruction
 
-    options = _key_values(read_options, "--read-option")
+    options = parse_assignments(read_options, "--read-option", "acceleration=4")
     measurement = load_bundle(bundle, reader=reader_name, options=options, host=_host(ctx))
     # the image (and a std map) in float32, uncompressed: an upper bound of what will be written
     check_output_set(out, [bundle, recipe], overwrite=overwrite, expected_bytes=2 * measurement.y.size * 4)
     rec = Recipe.load(recipe)
-    overrides = _parse_params(params, None)
+    overrides = parse_overrides(params)
     operator_name = None
     if "operator" in overrides:  # -p operator.x=... tunes the measurement's own operator
         operator_name = rec.operator.name if rec.operator else measurement.operator.name
-    rec = _apply_overrides(rec, overrides, operator=operator_name, prior=prior_name, sampler=sampler_name)
+    rec = rec.override(overrides, operator=operator_name, prior=prior_name, sampler=sampler_name)
     with output_lock(out):
         with _progress_bar(quiet) as progress:
             result = run_reconstruction(
@@ -407,9 +351,7 @@ def batch(
     from medrecon.cohort import batch as run_batch
     from medrecon.host.recipe import Recipe
 
-    rec = _apply_overrides(
-        Recipe.load(recipe), _parse_params(params, None), prior=prior_name, sampler=sampler_name
-    )
+    rec = Recipe.load(recipe).override(parse_overrides(params), prior=prior_name, sampler=sampler_name)
     console = Console(stderr=True)
     done = []
 
@@ -625,7 +567,7 @@ def train_prior_command(
                 out,
                 dataset,
                 count=count,
-                dataset_options=_key_values(dataset_options, "--dataset-option"),
+                dataset_options=parse_assignments(dataset_options, "--dataset-option", "kernel_size=15"),
                 **options,
             )
         elif native:
@@ -817,17 +759,17 @@ def _task_options(items: tuple[str, ...]) -> dict[str, dict]:
     """--task-option TASK.PARAM=VALUE items as {task: {param: value}}; LOW:HIGH is a pair."""
     from medrecon.host.recipe import parse_value
 
+    def value(text: str):
+        low, colon, high = text.partition(":")
+        return [parse_value(low), parse_value(high)] if colon else parse_value(text)
+
     out: dict[str, dict] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        task, dot, param = key.strip().partition(".")
-        if not (sep and dot and task and param and text.strip()):
-            raise RecipeError(
-                f"--task-option {item!r} must look like TASK.PARAM=VALUE (e.g. NAME.acceleration=4:6)"
-            )
-        low, colon, high = text.strip().partition(":")
-        value = [parse_value(low), parse_value(high)] if colon else parse_value(text.strip())
-        out.setdefault(task, {})[param] = value
+    example = "NAME.acceleration=4:6"
+    for key, parsed in parse_assignments(items, "--task-option", example, value).items():
+        task, dot, param = key.partition(".")
+        if not (dot and task and param) or parsed == "":
+            raise RecipeError(f"--task-option {key}=... must look like TASK.PARAM=VALUE (e.g. {example})")
+        out.setdefault(task, {})[param] = parsed
     return out
 
 

@@ -39,3 +39,21 @@ def test_validation_errors_come_on_the_first_step(mri_measurement, host):
     gen = medrecon.reconstruct_steps({"sampler": {"name": "nope"}}, mri_measurement, host=host)
     with pytest.raises(medrecon.RecipeError, match="no sampler named 'nope'"):
         next(gen)
+
+
+def test_run_steps_simulates_a_volume_or_runs_a_measurement_on_its_own_operator(
+    phantom, mri_measurement, host
+):
+    from medrecon.contracts import drive
+
+    recipe = {
+        "operator": {"name": "mri-multicoil", "acceleration": 2},
+        "sampler": {"name": "cg", "iterations": 4},
+    }
+    from_volume = drive(medrecon.run_steps(recipe, phantom, noise_std=0.0, seed=1, device="cpu", host=host))
+    assert from_volume.info["operator"]["acceleration_realised"] < 2.5  # the recipe's operator made it
+    # a loaded measurement keeps its own operator: the form's [operator] only says how to simulate
+    from_bundle = drive(medrecon.run_steps(recipe, mri_measurement, device="cpu", host=host))
+    assert from_bundle.info["operator"]["acceleration_realised"] > 3.5
+    with pytest.raises(medrecon.RecipeError, match="simulating a volume needs the recipe's \\[operator\\]"):
+        next(medrecon.run_steps({"sampler": {"name": "cg"}}, phantom, host=host))

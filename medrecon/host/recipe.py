@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,37 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def parse_assignments(
+    items: Iterable[str], option: str, example: str, value: Callable[[str], Any] = parse_value
+) -> dict[str, Any]:
+    """KEY=VALUE items (from the command line) as {KEY: value(VALUE)}, values typed as in recipes;
+    an item that is not KEY=VALUE is a RecipeError naming `option` and an `example`."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"{option} {item!r} must look like KEY=VALUE (e.g. {example})")
+        out[key.strip()] = value(text.strip())
+    return out
+
+
+def parse_overrides(items: Iterable[str], default_section: str | None = None) -> dict[str, dict[str, Any]]:
+    """-p section.key=value items (key=value in `default_section`) as {section: {key: value}}, what
+    `Recipe.override` takes."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_assignments(items, "parameter", "sampler.steps=50").items():
+        section, dot, name = key.rpartition(".")
+        if not dot:
+            if default_section is None:
+                raise RecipeError(
+                    f"parameter {key!r} needs its section: operator.{key}=..., prior.{key}=... "
+                    f"or sampler.{key}=..."
+                )
+            section, name = default_section, key
+        out.setdefault(section, {})[name] = value
+    return out
 
 
 def toml_value(value: Any) -> str:
@@ -124,6 +155,38 @@ class Recipe:
         data = {k: getattr(self, k) for k in SECTIONS}
         data.update({k: v for k, v in sections.items() if v is not None})
         return Recipe(**data)
+
+    def override(self, params: Mapping[str, Mapping[str, Any]] | None = None, **names: str | None) -> Recipe:
+        """This recipe with components switched by name (`sampler="dds"`: another component, so the
+        recipe's parameters for the old one are dropped) and `params` ({section: {key: value}}, from
+        `parse_overrides`) merged in. What the CLI's --sampler/--prior/-p and napari's forms do."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(SECTIONS)) or sorted(set(names) - set(SECTIONS))
+        if unknown:
+            raise RecipeError(
+                f"unknown recipe section '{unknown[0]}'{suggest(unknown[0], SECTIONS)}; "
+                f"valid: {listing(SECTIONS)}"
+            )
+        sections = {}
+        for section in SECTIONS:
+            current = getattr(self, section)
+            name = names.get(section)
+            if name and (current is None or current.name != name):
+                current = ComponentRecipe(name, {})
+            extra = params.get(section)
+            if extra:
+                if current is None:
+                    raise RecipeError(f"parameters given for [{section}] but no {section} is named")
+                current = ComponentRecipe(current.name, {**current.params, **extra})
+            sections[section] = current
+        return Recipe(**sections)
+
+    def without(self, *sections: str) -> Recipe:
+        """This recipe less some sections (e.g. "operator", for a measurement that brings its own)."""
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown:
+            raise RecipeError(f"unknown recipe section '{unknown[0]}'; valid: {listing(SECTIONS)}")
+        return Recipe(**{k: getattr(self, k) for k in SECTIONS if k not in sections})
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k).to_dict() for k in SECTIONS if getattr(self, k) is not None}

@@ -299,8 +299,6 @@ class ReconstructWidget(QWidget):
             return
         recipe = self.recipe()
         measurement = layer.metadata.get("medrecon_measurement")  # a loaded bundle: no simulation
-        if measurement is not None:
-            recipe.pop("operator", None)
         self._set_running(True)
         self._live = True  # steps are shown until the run is cancelled or ends
         self._open_activity(recipe["sampler"]["name"])
@@ -309,8 +307,7 @@ class ReconstructWidget(QWidget):
         self.status.value = f"running: {self.cost_note()}"
         self.worker = create_worker(
             _work,
-            layer.data,
-            measurement,
+            layer.data if measurement is None else measurement,
             recipe,
             self.noise.value,
             self.seed.value,
@@ -481,27 +478,24 @@ class Failure:
         self.message = str(error) or type(error).__name__
 
 
-def _work(data, measurement, recipe: dict, noise_std: float, seed: int, device: str, host, phase="none"):
-    """Runs in the worker thread: simulate from the ground truth (unless a bundle's measurement is
-    given), then yield every step.
+def _work(source, recipe: dict, noise_std: float, seed: int, device: str, host, phase="none"):
+    """Runs in the worker thread: the core's run of the recipe on the layer's measurement (a loaded
+    bundle) or on its volume (simulated first), yielding every step.
 
     Errors a user can act on are returned as a Failure (shown as a notification); anything else is
     a bug and propagates to the worker's errored signal.
     """
     import torch
 
-    from medrecon import MedreconError, reconstruct_steps, simulate
+    from medrecon import Measurement, MedreconError, run_steps
 
     try:
-        if measurement is None:
-            volume = np.asarray(data, dtype=np.float32)
-            sim_device = "cpu" if device == "auto" else device
-            operator = recipe.get("operator")
-            measurement = simulate(
-                volume, operator, noise_std=noise_std, seed=seed, device=sim_device, phase=phase, host=host
-            )
-        rest = {k: v for k, v in recipe.items() if k != "operator"}
-        result = yield from reconstruct_steps(rest, measurement, seed=seed, device=device, host=host)
+        if not isinstance(source, Measurement):
+            source = np.asarray(source, dtype=np.float32)
+        steps = run_steps(
+            recipe, source, noise_std=noise_std, seed=seed, device=device, phase=phase, host=host
+        )
+        result = yield from steps
     except (MedreconError, torch.OutOfMemoryError, MemoryError) as err:
         return Failure(err)
     return result

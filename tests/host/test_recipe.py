@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 
 import medrecon
-from medrecon import Recipe, RecipeError
+from medrecon import ComponentRecipe, Recipe, RecipeError
 
 
 def test_a_toml_recipe_is_read_and_its_values_coerced(tmp_path, host):
@@ -99,3 +99,25 @@ def test_a_factory_whose_type_hints_cannot_be_resolved_is_rejected_at_registrati
 
     with pytest.raises(TypeError, match="cannot resolve the type hints"):
         medrecon.SamplerSpec(name="bad-hints", factory=factory, summary="x")
+
+
+def test_overrides_switch_components_and_merge_parameters_as_the_cli_does():
+    from medrecon.host.recipe import parse_overrides
+
+    rec = Recipe.from_dict(
+        {"sampler": {"name": "cg", "iterations": 5}, "prior": {"name": "tv", "weight": 0.1}}
+    )
+    same = rec.override(parse_overrides(["sampler.iterations=9", "weight=0.2"], "prior"))
+    assert same.sampler.params == {"iterations": 9} and same.prior.params == {"weight": 0.2}
+    switched = rec.override({"sampler": {"steps": 20}}, sampler="dds")  # cg's iterations do not apply
+    assert switched.sampler == ComponentRecipe("dds", {"steps": 20}) and switched.prior == rec.prior
+    assert rec.sampler.params == {"iterations": 5}  # the recipe itself is unchanged
+    with pytest.raises(RecipeError, match="unknown recipe section 'samplr'.*did you mean 'sampler'"):
+        rec.override({"samplr": {"steps": 1}})
+    with pytest.raises(RecipeError, match="parameters given for \\[operator\\] but no operator is named"):
+        rec.override({"operator": {"acceleration": 4}})
+    with pytest.raises(RecipeError, match="'steps' needs its section: operator.steps=..."):
+        parse_overrides(["steps=4"])
+    with pytest.raises(RecipeError, match="parameter 'steps' must look like KEY=VALUE"):
+        parse_overrides(["steps"])
+    assert rec.without("prior") == Recipe(sampler=rec.sampler)
