@@ -32,9 +32,9 @@ import time
 import torch
 
 import medrecon
+from medrecon.apps.training import CPU_ARCHITECTURE, NATIVE_ARCHITECTURE
 from medrecon.prior_card import build_unet, schedule_table
 from medrecon.samples import phantom_volume
-from medrecon.training import CPU_ARCHITECTURE, NATIVE_ARCHITECTURE
 from medrecon_priors import NetworkPrior
 from medrecon_samplers import DDS, DPS, DiffusionMBIR, PiGDM
 

@@ -1,5 +1,6 @@
 """medrecon: reconstruct medical images and volumes from their measurements with diffusion priors."""
 
+from medrecon._version import __version__
 from medrecon.api import (
     build_component,
     build_operator,
@@ -60,8 +61,6 @@ from medrecon.io import (
 )
 from medrecon.numerics import adjoint_test, conjugate_gradient, operator_norm
 
-__version__ = "0.1.0"
-
 
 def batch(inputs, recipe, out, **options):
     """Reconstruct a cohort with one recipe on Dask and return the manifest rows: `medrecon.cohort.batch`
@@ -86,6 +85,7 @@ PUBLIC_MODULES = (
 )
 
 __all__ = [
+    "__version__",
     "batch",
     "BLIND_OPERATOR",
     "CONDITIONAL_PRIOR",

@@ -1,3 +1,3 @@
-from medrecon.cli import main
+from medrecon.apps.cli import main
 
 main()

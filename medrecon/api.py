@@ -464,7 +464,7 @@ def parameters_of_operator(name: str, host: PluginHost | None = None) -> set[str
 
 def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:
     """Versions of Python, torch, medrecon and of each component's distribution."""
-    from medrecon import __version__
+    from medrecon._version import __version__
 
     out: dict[str, Any] = {
         "medrecon": __version__,

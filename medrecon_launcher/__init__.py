@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-EXIT_CANCELLED = 130  # as medrecon.cli's
+EXIT_CANCELLED = 130  # as medrecon.apps.cli's
 
 
 def _interrupted_while_starting(signum, frame) -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     if previous is signal.default_int_handler:  # not where SIGINT is ignored (a background job)
         signal.signal(signal.SIGINT, _interrupted_while_starting)
     try:
-        from medrecon.cli import main as command
+        from medrecon.apps.cli import main as command
     except KeyboardInterrupt:  # a handler other than ours raised it
         sys.stderr.write("interrupted while starting; nothing was written\n")
         sys.exit(EXIT_CANCELLED)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import medrecon
-from medrecon.cli import main
+from medrecon.apps.cli import main
 
 
 def run(*args):

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import medrecon
-from medrecon.cli import main
+from medrecon.apps.cli import main
 from medrecon.cohort import batch, collect_items
 from medrecon.errors import InputError
 from medrecon.samples import phantom_volume

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from medrecon.cli import main
+from medrecon.apps.cli import main
 
 
 def run(*args: str, ok: bool = True):

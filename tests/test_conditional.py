@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import medrecon
-from medrecon.conditional_training import train_conditional
+from medrecon.apps.conditional_training import train_conditional
 
 TINY = {
     "class": "UnrolledPosterior",
@@ -218,7 +218,7 @@ def test_bad_inputs_get_clear_errors(model, tmp_path):
 def test_train_conditional_from_the_command_line(volume, tmp_path):
     from click.testing import CliRunner
 
-    from medrecon.cli import main
+    from medrecon.apps.cli import main
 
     args = ["train-conditional", str(volume), "-o", str(tmp_path / "m"), "--method", "bcdm"]
     args += ["--tasks", "mri", "--task-option", "mri.acceleration=5:6"]

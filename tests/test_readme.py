@@ -51,7 +51,7 @@ def test_readme_examples_run_as_written(tmp_path, monkeypatch):
 
     from click.testing import CliRunner
 
-    from medrecon.cli import main
+    from medrecon.apps.cli import main
 
     readme = (ROOT / "README.md").read_text()
     using = readme.split("## Using it", 1)[1]

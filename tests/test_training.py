@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import medrecon
-from medrecon.training import train_prior
+from medrecon.apps.training import train_prior
 from tests.helpers import TINY_UNET
 
 ARCH = {"class": "DiffusionModelUNet", **TINY_UNET}
@@ -85,7 +85,7 @@ def test_bad_training_requests(volume, tmp_path):
     train(volume, tmp_path / "done", steps=5)
     with pytest.raises(medrecon.InputError, match="already at step 5"):
         train(volume, tmp_path / "done", steps=5, resume=True)
-    from medrecon.cli import main
+    from medrecon.apps.cli import main
 
     result = CliRunner().invoke(
         main, ["train-prior", str(volume), "-o", str(tmp_path / "x"), "--holdout", "9:3"]
@@ -107,7 +107,7 @@ def test_bad_training_requests(volume, tmp_path):
 def test_slices_keep_their_aspect_and_the_guard_is_unused(tmp_path):
     """A 40 x 20 (i x j) box of anatomy: cropped to it, padded to 40 x 40, resized; held-out and
     guard slices never reach training."""
-    from medrecon.training import load_slices, square_slices
+    from medrecon.apps.training import load_slices, square_slices
 
     data = np.zeros((60, 50, 30), dtype=np.float32)  # NIfTI (i, j, k)
     data[10:50, 20:40, 2:28] = 1.0
@@ -125,8 +125,8 @@ def test_slices_keep_their_aspect_and_the_guard_is_unused(tmp_path):
 
 
 def test_the_held_out_slab_is_written_where_it_lies(volume, tmp_path):
+    from medrecon.apps.training import holdout_volume
     from medrecon.io import load_nifti
-    from medrecon.training import holdout_volume
 
     train(volume, tmp_path / "prior", steps=1)
     written = load_nifti(tmp_path / "prior.holdout.nii.gz")
@@ -139,7 +139,7 @@ def test_the_held_out_slab_is_written_where_it_lies(volume, tmp_path):
 
 def test_kernel_prior_from_the_command_line(tmp_path):
     """The deconvolution plugin's `blur-kernels` dataset, reached through the host."""
-    from medrecon.cli import main
+    from medrecon.apps.cli import main
 
     out = tmp_path / "kernels"
     result = CliRunner().invoke(

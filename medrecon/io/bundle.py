@@ -58,7 +58,7 @@ def save_bundle(path: str | Path, m: Measurement, *, inputs: tuple = ()) -> Path
     path = check_output_path(path, inputs)
     if path.suffix not in (".h5", ".hdf5"):
         raise InputError(f"bundle {path} must end in .h5")
-    from medrecon import __version__
+    from medrecon._version import __version__
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT

@@ -1,6 +1,8 @@
-"""Numerics every plugin shares: adjoint test, operator norm, conjugate gradient, centered FFTs."""
+"""Numerics every plugin shares: adjoint test, operator norm, conjugate gradient, centered FFTs,
+the DDIM step, TV and ADMM (intensity maps in `medrecon.numerics.intensity`)."""
 
 from medrecon.numerics.admm import TVSplitState, admm_tv_step
+from medrecon.numerics.diffusion import ddim_step, noise_of
 from medrecon.numerics.fft import centering_modulation, fft2c, fftnc, ifft2c, ifftnc
 from medrecon.numerics.linalg import (
     AdjointTestResult,
@@ -22,6 +24,7 @@ __all__ = [
     "clip_and_normalise",
     "centering_modulation",
     "conjugate_gradient",
+    "ddim_step",
     "fft2c",
     "fftnc",
     "gradient",
@@ -29,6 +32,7 @@ __all__ = [
     "ifft2c",
     "ifftnc",
     "inner",
+    "noise_of",
     "operator_norm",
     "tv_prox",
     "tv_value",

@@ -15,8 +15,8 @@ import torch
 
 from medrecon import ConditionalPrior, InputError, Problem
 from medrecon.conditional import Condition, build_conditional, check_prior_variance, condition_of, min_size
-from medrecon.prior_card import schedule_table
-from medrecon_priors.network import load_card, load_weights
+from medrecon.prior_card import load_weights, schedule_table
+from medrecon_priors.network import load_card
 
 log = logging.getLogger(__name__)
 

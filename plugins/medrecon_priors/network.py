@@ -8,14 +8,13 @@ inside this package.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from medrecon import DiffusionPrior, InputError
-from medrecon.prior_card import build_unet, schedule_table, size_multiple
+from medrecon.prior_card import build_unet, card_kind, find_card, load_weights, schedule_table, size_multiple
 
 Prediction = Literal["epsilon", "v_prediction", "sample"]
 SHIPPED = Path(__file__).parent / "weights"
@@ -194,38 +193,7 @@ def complex_refusal(prior: DiffusionPrior) -> str:
 
 def load_card(weights: str | Path) -> tuple[dict[str, Any], Path]:
     """Find a prior card: a path to the .json, a folder holding one, or a shipped name."""
-    path = Path(weights)
-    if path.suffix == ".json" and path.is_file():
-        card_path = path
-    elif path.is_dir():
-        cards = sorted(path.glob("*.json"))
-        if len(cards) != 1:
-            raise InputError(f"folder {path} must hold exactly one prior card (.json), found {len(cards)}")
-        card_path = cards[0]
-    elif (SHIPPED / f"{weights}.json").is_file():
-        card_path = SHIPPED / f"{weights}.json"
-    else:
-        shipped = sorted(p.stem for p in SHIPPED.glob("*.json")) if SHIPPED.is_dir() else []
-        names = ", ".join(repr(s) for s in shipped) or "none"
-        raise InputError(
-            f"no prior weights at {weights!r}: give the path of a prior card (.json beside its "
-            f".safetensors) or the name of shipped weights ({names})"
-        )
-    try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"prior card {card_path} is not valid JSON: {err}") from None
-    for key in ("architecture", "schedule", "weights"):
-        if key not in card:
-            raise InputError(f"prior card {card_path} has no '{key}' entry")
-    return card, card_path
-
-
-def card_kind(card: dict[str, Any]) -> str:
-    """What a prior card's network models: "kernel" for blur-kernel priors, else "image"."""
-    training = card.get("training")
-    data = training.get("data") if isinstance(training, dict) else None
-    return data.get("kind", "image") if isinstance(data, dict) else "image"
+    return find_card(weights, SHIPPED)
 
 
 def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -> NetworkPrior:
@@ -256,32 +224,6 @@ def load_prior(weights: str | Path, slice_axis: int = 0, slice_batch: int = 8) -
         complex_parts=bool(intensity.get("complex", False)),
         pixel_spacing=None if spacing is None else tuple(spacing),
     )
-
-
-def load_weights(network: torch.nn.Module, weight_file: Path, card_path: Path) -> None:
-    """Load safetensors weights into `network`, refusing files that are missing, damaged, or that
-    do not fit the card's architecture (saying how)."""
-    from safetensors.torch import load_file
-
-    if not weight_file.is_file():
-        raise InputError(f"prior card {card_path} names weights {weight_file.name!r}, which are missing")
-    try:
-        state = load_file(str(weight_file))
-    except Exception as err:  # safetensors raises its own error type for damaged files
-        raise InputError(
-            f"weights {weight_file} could not be read: the file is damaged or truncated ({err})"
-        ) from None
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        example = (wrong or missing or unexpected)[0]
-        raise InputError(
-            f"weights {weight_file.name} do not fit the card's architecture: {len(missing)} missing, "
-            f"{len(unexpected)} unexpected and {len(wrong)} differently shaped tensors, e.g. {example}"
-        )
-    network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
 def is_monai_bundle(path: str | Path) -> bool:

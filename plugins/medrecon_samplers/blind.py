@@ -27,9 +27,9 @@ from medrecon import (
     Sampler,
     Step,
 )
-from medrecon.numerics import clip_and_normalise, conjugate_gradient
+from medrecon.numerics import clip_and_normalise, conjugate_gradient, ddim_step, noise_of
 from medrecon.numerics.intensity import IntensityMap, percentile_map
-from medrecon_samplers.diffusion_steps import DiffusionSampler, ddim_step, noise_of
+from medrecon_samplers.diffusion_steps import DiffusionSampler
 
 
 def _check_blind_2d_kernel(problem: Problem, name: str) -> tuple[int, int]:

@@ -36,15 +36,9 @@ from medrecon import (
     Step,
 )
 from medrecon.conditional import UNROLLED_ARCHITECTURE
-from medrecon.numerics import TVSplitState
+from medrecon.numerics import TVSplitState, ddim_step, noise_of
 from medrecon_samplers.decomposed import refine
-from medrecon_samplers.diffusion_steps import (
-    DiffusionSampler,
-    begin_run,
-    check_parameters,
-    ddim_step,
-    noise_of,
-)
+from medrecon_samplers.diffusion_steps import DiffusionSampler, begin_run, check_parameters
 
 
 class ConditionalSampler(DiffusionSampler):

@@ -9,15 +9,15 @@ import numpy as np
 import torch
 
 from medrecon import DiffusionPrior, InputError, Operator, Problem, Reconstruction, Step
-from medrecon.numerics import TVSplitState, admm_tv_step, conjugate_gradient, operator_norm
-from medrecon_samplers.diffusion_steps import (
-    DiffusionRun,
-    DiffusionSampler,
-    begin_run,
-    check_parameters,
+from medrecon.numerics import (
+    TVSplitState,
+    admm_tv_step,
+    conjugate_gradient,
     ddim_step,
     noise_of,
+    operator_norm,
 )
+from medrecon_samplers.diffusion_steps import DiffusionRun, DiffusionSampler, begin_run, check_parameters
 
 
 def refine(

@@ -8,15 +8,13 @@ from typing import Literal
 import torch
 
 from medrecon import DiffusionPrior, InputError, Problem, Reconstruction, Step
-from medrecon.numerics import conjugate_gradient
+from medrecon.numerics import conjugate_gradient, ddim_step, noise_of
 from medrecon_samplers.diffusion_steps import (
     DiffusionSampler,
     Tweedie,
     begin_run,
     check_parameters,
     clip_to_range,
-    ddim_step,
-    noise_of,
     posterior_step,
     residual_norms,
 )

@@ -12,14 +12,13 @@ from collections.abc import Generator
 from typing import Literal
 
 from medrecon import DiffusionPrior, InputError, Problem, Reconstruction, Step
+from medrecon.numerics import ddim_step, noise_of
 from medrecon_samplers.diffusion_steps import (
     DiffusionSampler,
     Tweedie,
     begin_run,
     check_parameters,
-    ddim_step,
     measurement_solve,
-    noise_of,
     posterior_step,
 )
 

@@ -8,14 +8,8 @@ from typing import Literal
 import torch
 
 from medrecon import DiffusionPrior, InputError, Problem, Reconstruction, Step
-from medrecon.numerics import TVSplitState, admm_tv_step, operator_norm
-from medrecon_samplers.diffusion_steps import (
-    DiffusionSampler,
-    begin_run,
-    check_parameters,
-    ddim_step,
-    noise_of,
-)
+from medrecon.numerics import TVSplitState, admm_tv_step, ddim_step, noise_of, operator_norm
+from medrecon_samplers.diffusion_steps import DiffusionSampler, begin_run, check_parameters
 
 
 def ve_score(prior: DiffusionPrior, x_ve: torch.Tensor, t: int, a_t, sigma2) -> tuple:

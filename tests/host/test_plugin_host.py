@@ -152,8 +152,8 @@ class ThirdPartyTraining:
 def test_training_tasks_and_datasets_come_from_plugins_like_components(tmp_path):
     """The core's training commands name no operator: a plugin's task is drawn from with its
     options checked against the factory, a bad record is refused, a dataset trains a prior."""
-    from medrecon.conditional_training import build_tasks, method_tasks
-    from medrecon.training import train_dataset_prior
+    from medrecon.apps.conditional_training import build_tasks, method_tasks
+    from medrecon.apps.training import train_dataset_prior
     from tests.helpers import TINY_UNET, builtin_host
 
     host = builtin_host()

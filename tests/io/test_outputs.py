@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import medrecon
-from medrecon.cli import main
+from medrecon.apps.cli import main
 from medrecon.io.outputs import check_output_set, output_lock, write_reconstruction
 
 
@@ -190,7 +190,7 @@ def test_a_sampler_going_non_finite_is_stopped_naming_the_step(nan_host, mri_mea
 
 
 def test_a_diverging_run_exits_1_and_writes_nothing(nan_host, bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr("medrecon.cli._host", lambda ctx: nan_host)
+    monkeypatch.setattr("medrecon.apps.cli._host", lambda ctx: nan_host)
     result = run("reconstruct", bundle, "-o", tmp_path / "r.nii.gz", "--sampler", "nan-at-3")
     assert result.exit_code == 1
     assert "sampler 'nan-at-3' produced" in result.output and "nothing was written" in result.output

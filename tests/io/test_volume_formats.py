@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import medrecon
-from medrecon.cli import main
+from medrecon.apps.cli import main
 
 SLICES, THICKNESS = 6, 2.5
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import medrecon
+from medrecon.apps.training import train_dataset_prior, train_prior
 from medrecon.metrics import psnr
-from medrecon.training import train_dataset_prior, train_prior
 from medrecon_deconv.training import kernel_images
 from tests.helpers import TINY_UNET
 

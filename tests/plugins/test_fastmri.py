@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 import medrecon
-from medrecon.cli import main
+from medrecon.apps.cli import main
 from medrecon.numerics import ifftnc
 from medrecon_mri import fastmri_metrics, undersample
 from medrecon_mri.fastmri import remove_readout_oversampling

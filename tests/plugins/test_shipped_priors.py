@@ -46,7 +46,7 @@ def test_the_brain_sample_is_exactly_the_held_out_slab():
     """Rebuilt from nilearn's copy of the template by the code that trained the prior."""
     from importlib.resources import files
 
-    from medrecon.training import holdout_volume
+    from medrecon.apps.training import holdout_volume
 
     template = files("nilearn.datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
     expected, affine = holdout_volume(str(template), 2, 64, (80, 96))

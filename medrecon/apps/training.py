@@ -27,7 +27,7 @@ import torch
 
 from medrecon.errors import InputError
 from medrecon.io import atomic_path
-from medrecon.prior_card import build_unet, save_prior, size_multiple
+from medrecon.prior_card import SCHEDULE, build_unet, image_card, save_prior, size_multiple
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ NATIVE_ARCHITECTURE = {
     "norm_num_groups": 16,
     "num_head_channels": 32,
 }
-SCHEDULE = {"scheduler": "DDPMScheduler", "num_train_timesteps": 1000, "schedule": "linear_beta"}
 
 
 class BatchSource(Protocol):
@@ -285,7 +284,7 @@ def train_native_prior(
     **options: Any,
 ) -> TrainingReport:
     """Train (or resume) an image prior at the volumes' own resolution, on random patches of their
-    slices in several orientations (`medrecon.native_data`), with synthetic contrasts where grey-
+    slices in several orientations (`medrecon.apps.native_data`), with synthetic contrasts where grey-
     and white-matter `tissue_maps` of the (single) volume are given (see `native_training_data`)."""
     arch = dict(options.pop("architecture", None) or NATIVE_ARCHITECTURE)
     native = native_training_data(
@@ -352,7 +351,7 @@ def native_training_data(
     tissue maps, a synthetic T2-like version of them), padded to `multiple`. A batch holds about
     `batch_size` 64 x 64 patches' worth of pixels whatever its patch size. A single volume's
     held-out slab is written beside `out` (out.holdout.nii.gz) unless resuming."""
-    from medrecon.native_data import (
+    from medrecon.apps.native_data import (
         PatchSource,
         load_native,
         native_holdout,
@@ -514,7 +513,7 @@ def fit_prior(
         return validation_loss(ema, validation, abar, seed) if len(validation) else None
 
     def card(step: int, history: list[dict]) -> dict[str, Any]:
-        return {**_card(arch, image_size, intensity, data, step, history), **(extra_card or {})}
+        return {**image_card(arch, image_size, intensity, data, step, history), **(extra_card or {})}
 
     return run_training(
         network,
@@ -650,22 +649,3 @@ def validation_loss(network, slices: torch.Tensor, abar: torch.Tensor, seed: int
             )
         )
     return total / slices.numel()
-
-
-def _card(arch, image_size, intensity, data, step, history) -> dict[str, Any]:
-    from medrecon import __version__
-
-    return {
-        "architecture": arch,
-        "schedule": SCHEDULE,
-        "prediction": "epsilon",
-        "image_size": None if image_size is None else [image_size, image_size],
-        "intensity": intensity,
-        "training": {
-            "data": data,
-            "steps": step,
-            "history": history,
-            "notice": data.get("notice", ""),
-            "medrecon": __version__,
-        },
-    }

@@ -532,7 +532,7 @@ def train_prior_command(
     """Train a 2D slice diffusion prior on NIfTI VOLUMES (files or folders): OUT.json + OUT.safetensors.
 
     With --dataset NAME, train on COUNT images a plugin generates instead (e.g. blur-kernels)."""
-    from medrecon.training import train_dataset_prior, train_native_prior, train_prior
+    from medrecon.apps.training import train_dataset_prior, train_native_prior, train_prior
 
     if dataset and volumes:
         raise RecipeError("--dataset trains on generated images: give no VOLUMES with it")
@@ -541,7 +541,7 @@ def train_prior_command(
     if dataset_options and not dataset:
         raise RecipeError("--dataset-option applies to --dataset training")
     files = _training_files(volumes)
-    from medrecon.training import check_training_options
+    from medrecon.apps.training import check_training_options
 
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
     slab = _slab_option("--holdout", holdout)
@@ -724,7 +724,7 @@ def train_conditional_command(
     Measurements are simulated on the fly with the operator plugins' training tasks (random
     operators from each task's ranges, random noise levels) from native-resolution patches of the
     volumes."""
-    from medrecon.conditional_training import train_conditional
+    from medrecon.apps.conditional_training import train_conditional
 
     files = _training_files(volumes)
     sizes, weights = _patch_sizes(patch_sizes)

@@ -1,13 +1,13 @@
 """`medrecon train-conditional`: train a conditional model (BCDM, Diff-Unfolding) on NIfTI volumes.
 
 Data: the native-resolution patches of `medrecon train-prior --native` (same volumes, held-out and
-validation slabs, augmentation, synthetic contrasts; `medrecon.training.native_training_data`).
+validation slabs, augmentation, synthetic contrasts; `medrecon.apps.training.native_training_data`).
 Each step draws a task (an operator family a plugin contributes through the
 `medrecon_training_tasks` hook: `medrecon.TrainingTask`) and an operator recipe from its ranges,
 builds the operator through the plugin host for the batch's shape, simulates y = A x0 + n with
 noise of a random relative level, draws one diffusion time t and noise for x_t, and fits the
 network's E[x0 | x_t, y] to x0 (mean squared error). The training loop (AdamW, EMA, checkpoints,
-resume) is `medrecon.training.run_training`. This module names no operator: the tasks do.
+resume) is `medrecon.apps.training.run_training`. This module names no operator: the tasks do.
 
 Methods: "bcdm" is trained per task (as the paper trains per problem; the shipped `bcdm-mri` on
 the MRI plugin's `mri` task); "diff-unfolding" once across tasks (by default every installed one),
@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
+from medrecon.apps.training import TrainingReport, check_training_options, native_training_data, run_training
 from medrecon.conditional import UNROLLED_ARCHITECTURE, Condition, build_conditional
 from medrecon.contracts import TrainingTask
 from medrecon.errors import InputError, listing
 from medrecon.host.plugin import PluginHost
-from medrecon.training import TrainingReport, check_training_options, native_training_data, run_training
 
 #: the methods: the same network, trained per task (bcdm) or across tasks (diff-unfolding)
 METHODS = ("bcdm", "diff-unfolding")
@@ -146,8 +146,7 @@ def train_conditional(
     tasks of the installed plugins (default: `method_tasks(method)`), `task_options` their ranges
     by task name."""
     from medrecon.device import resolve_device
-    from medrecon.prior_card import schedule_table
-    from medrecon.training import SCHEDULE
+    from medrecon.prior_card import SCHEDULE, conditional_card, schedule_table
 
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -198,34 +197,9 @@ def train_conditional(
         return conditional_validation_loss(ema, native.validation[:2, 0].to(dev), abar, chosen, seed)
 
     def card(step: int, history: list[dict]) -> dict[str, Any]:
-        from medrecon import __version__
-
-        return {
-            "kind": "conditional",
-            "method": method,
-            "architecture": arch,
-            "schedule": SCHEDULE,
-            "prediction": "posterior_mean",
-            "image_size": None,
-            "intensity": {**native.intensity, "complex": False},
-            "operators": [task.ranges for task in chosen],
-            "operator_names": sorted({task.draw(lambda: 0.0)["name"] for task in chosen}),
-            "operator_classes": classes,
-            "noise": {
-                "relative_std": [list(task.noise) for task in chosen],
-                "meaning": "std of the measurement noise / rms of the noiseless measurement",
-            },
-            **native.card,
-            "training": {
-                "data": native.data,
-                "tasks": [task.name for task in chosen],
-                "steps": step,
-                "history": history,
-                "notice": native.data.get("notice", ""),
-                "medrecon": __version__,
-                "objective": "mean squared error of E[x0 | x_t, y] against x0, one t per batch",
-            },
-        }
+        return conditional_card(
+            method, arch, native.intensity, chosen, classes, native.card, native.data, step, history
+        )
 
     return run_training(
         network,
