@@ -15,6 +15,7 @@ import torch
 from medrecon.errors import Cancelled, IncompatibleError, InputError
 
 if TYPE_CHECKING:
+    from medrecon.conditional import Condition
     from medrecon.io.bundle import Measurement
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +300,8 @@ class ConditionalPrior(Prior):
     data_range: tuple[float, float] | None = None
     background: float | None = None
     card: dict[str, Any] = {}
+    #: network evaluations one `predict_x0` costs (an unrolled model's blocks), for NFE counts
+    network_passes: int = 1
 
     @property
     @abc.abstractmethod
@@ -306,12 +309,12 @@ class ConditionalPrior(Prior):
         """alpha-bar_t for t = 0 .. T-1 (float32, decreasing)."""
 
     @abc.abstractmethod
-    def condition(self, problem: Problem) -> Any:
+    def condition(self, problem: Problem) -> Condition:
         """What the network needs of a problem (in the model's units), computed once per run:
-        A^H y, the operator's norm, the noise level."""
+        A^H y (`aty`), the operator's squared norm (`norm2`), the noise variance."""
 
     @abc.abstractmethod
-    def predict_x0(self, x_t: torch.Tensor, t: int, condition: Any) -> torch.Tensor:
+    def predict_x0(self, x_t: torch.Tensor, t: int, condition: Condition) -> torch.Tensor:
         """The posterior-mean estimate E[x0 | x_t, y] for chains x_t (K, *domain_shape)."""
 
 

@@ -87,3 +87,55 @@ def test_complex_noise_is_circular_with_the_stated_level():
     assert noise.dtype == torch.complex64
     assert abs(float(noise.abs().pow(2).mean().sqrt()) - 0.3) < 0.005
     assert abs(float(noise.real.std()) - float(noise.imag.std())) < 0.005
+
+
+def _undeclared_uses(source: str) -> list[str]:
+    """Attributes a sampler's source reads on operators (`op`, `*_op`, `*.operator`) and priors
+    (`prior`, `*_prior`) that no contract class declares."""
+    import ast
+
+    operators = [medrecon.Operator, medrecon.BlindOperator]
+    priors = [
+        medrecon.DiffusionPrior,
+        medrecon.ProximalPrior,
+        medrecon.GaussianPrior,
+        medrecon.ConditionalPrior,
+    ]
+
+    def declared(classes, name):
+        return any(
+            name in vars(k) or name in getattr(k, "__annotations__", {}) for c in classes for k in c.__mro__
+        )
+
+    def owner(value) -> str | None:
+        name = (
+            value.id
+            if isinstance(value, ast.Name)
+            else value.attr
+            if isinstance(value, ast.Attribute)
+            else ""
+        )
+        if name in ("op", "operator") or name.endswith("_op"):
+            return "operator"
+        if name == "prior" or name.endswith("_prior"):
+            return "prior"
+        return None
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        kind = owner(node.value) if isinstance(node, ast.Attribute) else None
+        if kind and not declared(operators if kind == "operator" else priors, node.attr):
+            found.append(f"{node.lineno}: {kind}.{node.attr}")
+    return found
+
+
+def test_the_contracts_declare_everything_the_built_in_samplers_use():
+    from pathlib import Path
+
+    # (the CT plugin's fbp sampler calls its own operator class's fbp, not a contract's method)
+    sources = sorted((Path(__file__).parent.parent / "plugins" / "medrecon_samplers").glob("*.py"))
+    used = {f"{p.name}:{hit}" for p in sources for hit in _undeclared_uses(p.read_text())}
+    assert not used, f"used but not declared by a contract: {sorted(used)}"
+    # the check sees a use the contracts do not declare
+    breach = "def step(problem, prior, op):\n    op.fbp(problem.y)\n    return prior.network.blocks\n"
+    assert _undeclared_uses(breach) == ["2: operator.fbp", "3: prior.network"]

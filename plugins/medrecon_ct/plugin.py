@@ -1,7 +1,9 @@
-"""Registers the CT operators with medrecon (entry point `ct`)."""
+"""Registers the CT operator, its filtered back-projection sampler and its training tasks with
+medrecon (entry point `ct`)."""
 
 import medrecon
 from medrecon_ct.parallel import ParallelBeamCT
+from medrecon_ct.sampler import FBPSampler
 from medrecon_ct.training import ct_limited_task, ct_sparse_task
 
 
@@ -11,6 +13,15 @@ def medrecon_operators():
         name="ct-parallel",
         factory=ParallelBeamCT,
         summary="2D parallel-beam CT per slice (Joseph, exact adjoint, FBP): sparse view, limited angle",
+    )
+
+
+@medrecon.hookimpl
+def medrecon_samplers():
+    yield medrecon.SamplerSpec(
+        name="fbp",
+        factory=FBPSampler,
+        summary="Filtered back-projection for CT (ramp filter with a choice of window)",
     )
 
 

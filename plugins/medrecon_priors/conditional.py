@@ -68,6 +68,7 @@ class Conditional(ConditionalPrior, torch.nn.Module):
                 prior_variance or self.network.prior_variance or DEFAULT_PRIOR_VARIANCE
             )
         load_weights(self.network, card_path.parent / card["weights"], card_path)
+        self.network_passes = int(self.network.blocks)
         self.register_buffer("_abar", schedule_table(card["schedule"]))
         intensity = card.get("intensity", {})
         self.data_range = tuple(intensity.get("data_range", (-1.0, 1.0)))

@@ -1,6 +1,6 @@
 """Built-in samplers (solvers) for medrecon."""
 
-from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
+from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler
 from medrecon_samplers.decomposed import CCDF, DDS
 from medrecon_samplers.gradient_guided import DPS, MCG
 from medrecon_samplers.likelihood import MMPS, PiGDM
@@ -16,6 +16,5 @@ __all__ = [
     "AdjointSampler",
     "CGSampler",
     "DiffusionMBIR",
-    "FBPSampler",
     "PiGDM",
 ]

@@ -101,10 +101,9 @@ class ConditionalSampler(DiffusionSampler):
                 )
             x = ddim_step(x0, noise_of(x, x0, a_t), a_t, a_prev, self.eta, z)
             yield Step(i, len(times), run.preview(x0))
-        blocks = getattr(getattr(prior, "network", None), "blocks", self.nfe_per_step)
         return run.result(
             x0,
-            nfe=blocks * len(times) * self.samples,
+            nfe=prior.network_passes * len(times) * self.samples,
             steps=len(times),
             model=prior.card.get("name"),
             model_method=model,

@@ -152,14 +152,15 @@ class CCDF(DiffusionSampler):
     downsampling); "cg" is DDS's update (a few CG steps on the normal equations from x0_hat), for
     operators without one (multi-coil MRI, CT); "auto" (default) the projection where it exists.
     A good start makes a short reverse path enough. `init` names the classical estimate (zero-filled
-    / back-projection "adjoint", "cg", "fbp" for CT); `init_image` takes any other, such as another
+    / back-projection "adjoint", "cg", "first-look": the operator's own direct image, e.g. FBP for
+    CT; "fbp" is "first-look" where that is FBP); `init_image` takes any other, such as another
     sampler's result, in the problem's units. Defaults: t0 = 0.2 and 20 steps, as in the paper."""
 
     def __init__(
         self,
         steps: int = 20,
         t0: float = 0.2,
-        init: Literal["adjoint", "cg", "fbp"] = "cg",
+        init: Literal["adjoint", "cg", "first-look", "fbp"] = "cg",
         init_image: np.ndarray | None = None,
         samples: int = 1,
         eta: float = 0.85,
@@ -172,7 +173,11 @@ class CCDF(DiffusionSampler):
         check_parameters(
             "ccdf",
             t0=(t0, 0 < t0 <= 1, "in (0, 1]"),
-            init=(init, init in ("adjoint", "cg", "fbp"), "'adjoint', 'cg' or 'fbp'"),
+            init=(
+                init,
+                init in ("adjoint", "cg", "first-look", "fbp"),
+                "'adjoint', 'cg', 'first-look' or 'fbp'",
+            ),
             consistency=(
                 consistency,
                 consistency in ("auto", "projection", "cg"),
@@ -214,9 +219,12 @@ class CCDF(DiffusionSampler):
             if tuple(start.shape) != tuple(op.domain_shape):
                 raise InputError(f"init_image has shape {tuple(start.shape)}; expected {op.domain_shape}")
             return run.to_model(start)  # given in physical units
-        if self.init == "fbp":
-            if op.first_look_name != "fbp":
-                raise InputError(f"ccdf: init 'fbp' needs a CT operator; {type(op).__name__} has no fbp()")
+        if self.init == "fbp" and op.first_look_name != "fbp":
+            raise InputError(
+                f"ccdf: init 'fbp' needs a CT operator; {type(op).__name__}'s first look is "
+                f"'{op.first_look_name}' (init 'first-look' takes it)"
+            )
+        if self.init in ("first-look", "fbp"):
             return op.first_look(y)
         if self.init == "adjoint":
             return op.adjoint(y)

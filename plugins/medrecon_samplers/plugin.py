@@ -2,7 +2,7 @@
 
 import medrecon
 from medrecon_samplers.blind import BlindDPS, BlindTV
-from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler, FBPSampler
+from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler
 from medrecon_samplers.conditional import BCDM, DiffUnfolding
 from medrecon_samplers.decomposed import CCDF, DDS
 from medrecon_samplers.gradient_guided import DPS, MCG
@@ -21,7 +21,6 @@ SAMPLERS = (
         ADMMSampler,
         "ADMM with a proximal prior (TV, TV along z): data consistency by CG, then the prox",
     ),
-    ("fbp", FBPSampler, "Filtered back-projection for CT (ramp filter with a choice of window)"),
     ("dps", DPS, "Diffusion posterior sampling (Chung et al. 2023): gradient of ||y - A x0_hat||"),
     ("pigdm", PiGDM, "Pseudoinverse-guided diffusion (Song et al. 2023) for noisy measurements"),
     ("mmps", MMPS, "Moment-matching posterior sampling (Rozet et al. 2024): Tweedie covariance, VJPs, CG"),
