@@ -56,6 +56,9 @@ BLIND_DPS_GRID = [
     (12.0, 3.0),
     (16.0, 1.0),
     (16.0, 3.0),
+    (12.0, 0.01),
+    (12.0, 0.003),
+    (8.0, 0.01),
 ]
 #: restoration cases' weights of TV (their operators have norm <= 1, MRI's and CT's do not)
 RESTORATION_TV = (0.001, 0.003, 0.01, 0.03, 0.1)

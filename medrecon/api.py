@@ -69,6 +69,39 @@ def build_operator(
     return op
 
 
+def measurement_operator(
+    measurement: Measurement,
+    recipe: ComponentRecipe | None = None,
+    *,
+    y: torch.Tensor | None = None,
+    host: PluginHost | None = None,
+) -> Operator:
+    """The operator a measurement was made with: its recipe (or `recipe`, the measurement's merged
+    with a run's), its stored arrays, y for self-calibrating operators, and the image shape from
+    its ground truth where the recipe sets none. The one place a measurement's operator is built
+    (reconstruction, first look)."""
+    recipe = recipe or measurement.operator
+    truth, crop = measurement.ground_truth, measurement.crop
+    shape = None if "shape" in recipe.params or truth is None or crop else truth.shape
+    y = torch.as_tensor(measurement.y) if y is None else y
+    return build_operator(recipe, shape=shape, arrays=measurement.arrays, measurement=y, host=host)
+
+
+def first_look(measurement: Measurement, *, host: PluginHost | None = None) -> tuple[np.ndarray, str]:
+    """A direct image of a measurement, for a viewer: its operator's `first_look` (filtered
+    back-projection where the operator has one, else the adjoint), as magnitudes for complex
+    images and centre-cropped like a reconstruction; and the operator's name for it."""
+    op = measurement_operator(measurement, host=host)
+    with torch.no_grad():
+        image = op.first_look(torch.as_tensor(measurement.y))
+    image = (image.abs() if image.is_complex() else image).numpy()
+    if measurement.crop:
+        from medrecon.io.bundle import centre_crop
+
+        image = np.ascontiguousarray(centre_crop(image, measurement.crop))
+    return image, op.first_look_name
+
+
 def build_component(section: str, recipe: ComponentRecipe | None, host: PluginHost | None = None):
     """Build a prior or sampler from its recipe (None for a missing prior)."""
     if recipe is None:
@@ -276,10 +309,7 @@ def reconstruct_steps(
     dev = resolve_device(device)
     y = torch.as_tensor(measurement.y).to(dev)
     truth, crop = measurement.ground_truth, measurement.crop
-    shape = None if "shape" in op_params or truth is None or crop else truth.shape
-    operator = build_operator(
-        recipe.operator, shape=shape, arrays=measurement.arrays, measurement=y, host=host
-    ).to(dev)
+    operator = measurement_operator(measurement, recipe.operator, y=y, host=host).to(dev)
     image_shape = tuple(operator.domain_shape)
     if crop:
         image_shape = (*image_shape[:-2], *(min(c, n) for c, n in zip(crop, image_shape[-2:], strict=True)))

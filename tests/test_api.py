@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,12 @@ def test_run_steps_simulates_a_volume_or_runs_a_measurement_on_its_own_operator(
     assert from_bundle.info["operator"]["acceleration_realised"] > 3.5
     with pytest.raises(medrecon.RecipeError, match="simulating a volume needs the recipe's \\[operator\\]"):
         next(medrecon.run_steps({"sampler": {"name": "cg"}}, phantom, host=host))
+
+
+def test_first_look_is_the_operators_direct_image_on_the_reconstruction_grid(phantom, mri_measurement, host):
+    image, what = medrecon.first_look(mri_measurement, host=host)
+    assert what == "adjoint" and image.shape == phantom.shape and image.dtype == np.float32
+    ct = medrecon.simulate(phantom, {"name": "ct-parallel", "views": 60}, noise_std=0.0, host=host)
+    image, what = medrecon.first_look(ct, host=host)
+    assert what == "fbp" and image.shape == phantom.shape
+    assert np.corrcoef(image.ravel(), phantom.ravel())[0, 1] > 0.9  # FBP of 60 views looks like it

@@ -150,6 +150,13 @@ def test_volumes_are_simulated_with_the_recipes_operator_and_manifest_overrides(
     # a recipe without an operator cannot simulate: recorded per item
     failed = batch([tmp_path / "v0.nii.gz"], {"sampler": {"name": "cg"}}, tmp_path / "out2", workers=1)
     assert failed[0]["status"] == "failed" and "needs an [operator]" in failed[0]["error"]
+    # from a shell, the operator is named with --simulate and tuned with -p operator.*
+    args = ["batch", str(tmp_path / "v0.nii.gz"), "--simulate", "mri-multicoil", "-p", "operator.coils=4"]
+    args += ["--sampler", "cg", "--noise-std", "0.01", "-o", str(tmp_path / "out3"), "--workers", "1"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "out3" / "v0.json").read_text())
+    assert info["recipe"]["operator"]["name"] == "mri-multicoil" and info["operator"]["coils"] == 4
 
 
 def test_the_command_runs_on_a_cluster_started_apart_and_exits_1_on_a_failed_item(cohort, tmp_path):

@@ -307,6 +307,12 @@ def reconstruct(
 )
 @click.option("--sampler", "sampler_name", help="Sampler name (overrides the recipe's).")
 @click.option("--prior", "prior_name", help="Prior name (overrides the recipe's).")
+@click.option(
+    "--simulate",
+    "operator_name",
+    metavar="OPERATOR",
+    help="Simulate volumes with this operator (overrides the recipe's [operator]; -p operator.k=v).",
+)
 @click.option("-p", "--param", "params", multiple=True, help="section.key=value, e.g. sampler.steps=50")
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--scheduler", help="Address of a running Dask scheduler (default: a local cluster here).")
@@ -329,6 +335,7 @@ def batch(
     recipe,
     sampler_name,
     prior_name,
+    operator_name,
     params,
     out,
     scheduler,
@@ -351,7 +358,9 @@ def batch(
     from medrecon.cohort import batch as run_batch
     from medrecon.host.recipe import Recipe
 
-    rec = Recipe.load(recipe).override(parse_overrides(params), prior=prior_name, sampler=sampler_name)
+    rec = Recipe.load(recipe).override(
+        parse_overrides(params), operator=operator_name, prior=prior_name, sampler=sampler_name
+    )
     console = Console(stderr=True)
     done = []
 

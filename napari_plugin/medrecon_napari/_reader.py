@@ -56,9 +56,8 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
     from pathlib import Path
 
     import numpy as np
-    import torch
 
-    from medrecon import build_operator
+    from medrecon import first_look
     from medrecon.io import load_bundle
     from medrecon_napari._affine import placement
 
@@ -66,18 +65,10 @@ def read_bundle(path: str | list[str]) -> list[tuple]:
     for p in [path] if isinstance(path, str) else list(path):
         m = load_bundle(p)
         stem = Path(p).name.rsplit(".", 1)[0]
-        y = torch.as_tensor(m.y)
-        shape = None if m.ground_truth is None or m.crop else m.ground_truth.shape
-        op = build_operator(m.operator, shape=shape, arrays=m.arrays, measurement=y)
-        first = op.first_look(y)
-        first = (first.abs() if first.is_complex() else first).numpy()
-        if m.crop:  # a fastMRI file's recon matrix, where its affine and ground truth live
-            from medrecon.io import centre_crop
-
-            first = np.ascontiguousarray(centre_crop(first, m.crop))
+        first, what = first_look(m)
         placed = placement(m.affine)
         meta = {"medrecon_measurement": m, "source": str(p)}
-        layers.append((first, {"name": f"{stem} {op.first_look_name}", "metadata": meta, **placed}, "image"))
+        layers.append((first, {"name": f"{stem} {what}", "metadata": meta, **placed}, "image"))
         layers.append(
             (np.log1p(np.abs(m.y)), {"name": f"{stem} measurement (log |y|)", "visible": False}, "image")
         )
