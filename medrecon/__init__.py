@@ -50,7 +50,7 @@ from medrecon.errors import (
 )
 from medrecon.host.params import CONTEXT_PARAMETERS
 from medrecon.host.plugin import PluginHost, default_host, hookimpl
-from medrecon.host.recipe import ComponentRecipe, Recipe, parse_value, toml_value
+from medrecon.host.recipe import ComponentRecipe, Recipe, ResolvedComponent, parse_value, toml_value
 from medrecon.host.specs import DatasetSpec, OperatorSpec, PriorSpec, ReaderSpec, SamplerSpec, TaskSpec
 from medrecon.io import (
     Measurement,
@@ -123,6 +123,7 @@ __all__ = [
     "Recipe",
     "ReaderSpec",
     "RecipeError",
+    "ResolvedComponent",
     "Reconstruction",
     "SingularDecomposition",
     "Requirement",

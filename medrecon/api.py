@@ -33,7 +33,7 @@ from medrecon.device import resolve_device
 from medrecon.errors import InputError, NumericalError, PluginError, RecipeError
 from medrecon.host.params import CONTEXT_PARAMETERS, coerce_params, parameters_of
 from medrecon.host.plugin import PluginHost, default_host
-from medrecon.host.recipe import ComponentRecipe, Recipe
+from medrecon.host.recipe import ComponentRecipe, Recipe, ResolvedComponent
 from medrecon.io.bundle import Measurement
 from medrecon.io.nifti import Volume
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def build_operator(
-    recipe: ComponentRecipe,
+    recipe: ComponentRecipe | ResolvedComponent,
     *,
     shape: tuple[int, ...] | None = None,
     arrays: Mapping[str, Any] | None = None,
@@ -54,16 +54,20 @@ def build_operator(
     A factory parameter `shape` is filled with the image shape and `measurement` with y (for
     self-calibrating operators) when the recipe does not set them.
     """
-    host = host or default_host()
-    spec = host.get("operator", recipe.name).spec
     owner = f"operator '{recipe.name}'"
+    if isinstance(recipe, ResolvedComponent):  # looked up and checked already: only the data's part
+        spec, checked = recipe.spec, dict(recipe.params)
+    else:
+        spec, checked = (host or default_host()).get("operator", recipe.name).spec, {}
     names = {p.name for p in parameters_of(spec.factory)}
     given = {**dict(recipe.params), **dict(arrays or {})}
     context = {"shape": None if shape is None else tuple(int(s) for s in shape), "measurement": measurement}
     for key in CONTEXT_PARAMETERS & names:
         if key not in given and context[key] is not None:
             given[key] = context[key]
-    op = spec.factory(**coerce_params(spec.factory, given, owner))
+    fresh = {k: v for k, v in given.items() if k not in checked or k in (arrays or {})}
+    base = {k: v for k, v in checked.items() if k not in fresh}
+    op = spec.factory(**base, **coerce_params(spec.factory, fresh, owner, allow_missing=frozenset(base)))
     if not isinstance(op, Operator):
         raise TypeError(f"{owner}: factory returned {type(op).__name__}, not a medrecon.Operator")
     return op
@@ -71,7 +75,7 @@ def build_operator(
 
 def measurement_operator(
     measurement: Measurement,
-    recipe: ComponentRecipe | None = None,
+    recipe: ComponentRecipe | ResolvedComponent | None = None,
     *,
     y: torch.Tensor | None = None,
     host: PluginHost | None = None,
@@ -102,10 +106,15 @@ def first_look(measurement: Measurement, *, host: PluginHost | None = None) -> t
     return image, op.first_look_name
 
 
-def build_component(section: str, recipe: ComponentRecipe | None, host: PluginHost | None = None):
-    """Build a prior or sampler from its recipe (None for a missing prior)."""
+def build_component(
+    section: str, recipe: ComponentRecipe | ResolvedComponent | None, host: PluginHost | None = None
+):
+    """Build a prior or sampler from its recipe, or from its section of `Recipe.resolve` (None for
+    a missing prior)."""
     if recipe is None:
         return None
+    if isinstance(recipe, ResolvedComponent):  # looked up and checked already
+        return recipe.spec.factory(**recipe.params)
     host = host or default_host()
     spec = host.get(section, recipe.name).spec
     return spec.factory(**coerce_params(spec.factory, recipe.params, f"{section} '{recipe.name}'"))
@@ -146,8 +155,7 @@ def simulate(
     (`complex_image = true` for mri-multicoil) and the stored ground truth is complex."""
     host = host or default_host()
     check_noise_and_seed(noise_std, seed)
-    op_recipe = _operator_recipe(operator)
-    op_recipe = Recipe(operator=op_recipe).validate(host).operator
+    op_recipe = Recipe(operator=_operator_recipe(operator)).resolve(host)["operator"]
     if phase not in ("none", "smooth"):
         raise InputError(f"phase must be 'none' or 'smooth', got {phase!r}")
     if isinstance(volume, (str, Path)):  # a file or DICOM folder, placed by its own affine
@@ -166,8 +174,7 @@ def simulate(
     op = build_operator(op_recipe, shape=tuple(x.shape), host=host).to(dev)
     if x.is_complex() and not op.domain_dtype.is_complex:
         why = "phase = 'smooth' makes a complex image" if phase == "smooth" else "the volume is complex"
-        spec = host.get("operator", op_recipe.name).spec
-        can = any(p.name == "complex_image" for p in spec.parameters)
+        can = any(p.name == "complex_image" for p in op_recipe.spec.parameters)
         fix = "set complex_image = true" if can else "it has no complex_image option: use real images"
         raise InputError(
             f"{why}, but operator '{op_recipe.name}' takes real images: its imaginary part would be "
@@ -298,7 +305,8 @@ def reconstruct_steps(
             )
         op_params.update(recipe.operator.params)
     recipe = recipe.replace(operator=ComponentRecipe(measurement.operator.name, op_params))
-    recipe = recipe.validate(host)
+    resolved = recipe.resolve(host)  # each component looked up and checked once for the run
+    recipe = Recipe(**{section: r.recipe() for section, r in resolved.items()})
     sigma = measurement.noise_std if noise_std is None else noise_std
     if sigma is None:
         raise InputError(
@@ -309,7 +317,7 @@ def reconstruct_steps(
     dev = resolve_device(device)
     y = torch.as_tensor(measurement.y).to(dev)
     truth, crop = measurement.ground_truth, measurement.crop
-    operator = measurement_operator(measurement, recipe.operator, y=y, host=host).to(dev)
+    operator = measurement_operator(measurement, resolved["operator"], y=y, host=host).to(dev)
     image_shape = tuple(operator.domain_shape)
     if crop:
         image_shape = (*image_shape[:-2], *(min(c, n) for c, n in zip(crop, image_shape[-2:], strict=True)))
@@ -318,10 +326,10 @@ def reconstruct_steps(
             f"the measurement's ground_truth has shape {tuple(truth.shape)}, but its operator's images "
             f"are {image_shape}: the ground truth does not belong to this measurement"
         )
-    prior: Prior | None = build_component("prior", recipe.prior, host)
+    prior: Prior | None = build_component("prior", resolved.get("prior"), host)
     if isinstance(prior, torch.nn.Module):
         prior = prior.to(dev)
-    sampler: Sampler = build_component("sampler", recipe.sampler, host)
+    sampler: Sampler = build_component("sampler", resolved["sampler"], host)
     sampler.name = sampler.name or recipe.sampler.name
     problem = Problem(operator, y, sigma)
     warnings, notes = [], []
@@ -357,7 +365,7 @@ def reconstruct_steps(
         seed=seed,
         device=str(dev),
         noise_std=sigma,
-        versions=versions(host, recipe),
+        versions=versions(resolved),
     )
     result.info.setdefault("nfe", 0)
     if crop:
@@ -492,7 +500,7 @@ def parameters_of_operator(name: str, host: PluginHost | None = None) -> set[str
     return {p.name for p in parameters_of(host.get("operator", name).spec.factory)}
 
 
-def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:
+def versions(resolved: Mapping[str, ResolvedComponent]) -> dict[str, Any]:
     """Versions of Python, torch, medrecon and of each component's distribution."""
     from medrecon._version import __version__
 
@@ -502,11 +510,9 @@ def versions(host: PluginHost, recipe: Recipe) -> dict[str, Any]:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
-    for section in ("operator", "prior", "sampler"):
-        comp = getattr(recipe, section)
-        if comp is not None:
-            p = host.get(section, comp.name).provider
-            out[f"{section}:{comp.name}"] = f"{p.distribution or p.plugin} {p.version or ''}".strip()
+    for section, r in resolved.items():
+        p = r.component.provider
+        out[f"{section}:{r.name}"] = f"{p.distribution or p.plugin} {p.version or ''}".strip()
     return out
 
 

@@ -15,7 +15,7 @@ else:  # pragma: no cover
 
 from medrecon.errors import PluginError, RecipeError, listing, suggest
 from medrecon.host.params import CONTEXT_PARAMETERS, coerce_params
-from medrecon.host.plugin import PluginHost
+from medrecon.host.plugin import Component, PluginHost
 
 #: the sections of a recipe (the hooks for training tasks and datasets are not recipe sections)
 SECTIONS = ("operator", "prior", "sampler")
@@ -105,6 +105,29 @@ class ComponentRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.params}
+
+
+@dataclass(frozen=True)
+class ResolvedComponent:
+    """A recipe section checked against the installed component: the component (its spec and
+    provider) and the coerced parameters. `Recipe.resolve` makes them and the builders
+    (`medrecon.build_operator`, `medrecon.build_component`) take them, so that a run looks each
+    component up and checks its parameters once."""
+
+    section: str
+    component: Component
+    params: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+    @property
+    def spec(self):
+        return self.component.spec
+
+    def recipe(self) -> ComponentRecipe:
+        return ComponentRecipe(self.name, dict(self.params))
 
 
 @dataclass(frozen=True)
@@ -206,8 +229,9 @@ class Recipe:
         write_text(path, self.to_toml())
         return Path(path)
 
-    def validate(self, host: PluginHost) -> Recipe:
-        """Check every name and parameter against the installed factories; return coerced values.
+    def resolve(self, host: PluginHost) -> dict[str, ResolvedComponent]:
+        """Look every section's component up and check its parameters against the factory, once:
+        {section: ResolvedComponent} for the sections present.
 
         Array parameters (coil maps, masks) may be missing here: they come with the data.
         """
@@ -217,9 +241,10 @@ class Recipe:
             if comp is None:
                 continue
             try:
-                spec = host.get(section, comp.name).spec
+                component = host.get(section, comp.name)
             except PluginError as err:
                 raise RecipeError(str(err)) from None
+            spec = component.spec
             array_params = frozenset(p.name for p in spec.parameters if p.is_array)
             params = coerce_params(
                 spec.factory,
@@ -227,5 +252,10 @@ class Recipe:
                 f"{section} '{comp.name}'",
                 allow_missing=CONTEXT_PARAMETERS | array_params,
             )
-            out[section] = ComponentRecipe(comp.name, params)
-        return Recipe(**out)
+            out[section] = ResolvedComponent(section, component, params)
+        return out
+
+    def validate(self, host: PluginHost) -> Recipe:
+        """Check every name and parameter against the installed factories; return coerced values
+        (`resolve`, as a Recipe)."""
+        return Recipe(**{section: r.recipe() for section, r in self.resolve(host).items()})

@@ -121,3 +121,13 @@ def test_overrides_switch_components_and_merge_parameters_as_the_cli_does():
     with pytest.raises(RecipeError, match="parameter 'steps' must look like KEY=VALUE"):
         parse_overrides(["steps"])
     assert rec.without("prior") == Recipe(sampler=rec.sampler)
+
+
+def test_a_run_looks_each_component_up_once(mri_measurement, host, monkeypatch):
+    lookups = []
+    get = host.get
+    monkeypatch.setattr(host, "get", lambda kind, name: lookups.append((kind, name)) or get(kind, name))
+    recipe = {"prior": {"name": "tv", "weight": 0.01}, "sampler": {"name": "admm-tv", "iterations": 2}}
+    result = medrecon.reconstruct(recipe, mri_measurement, host=host, device="cpu")
+    assert sorted(lookups) == [("operator", "mri-multicoil"), ("prior", "tv"), ("sampler", "admm-tv")]
+    assert result.info["versions"]["sampler:admm-tv"].startswith("medrecon")
