@@ -182,7 +182,7 @@ class Recipe:
     def override(self, params: Mapping[str, Mapping[str, Any]] | None = None, **names: str | None) -> Recipe:
         """This recipe with components switched by name (`sampler="dds"`: another component, so the
         recipe's parameters for the old one are dropped) and `params` ({section: {key: value}}, from
-        `parse_overrides`) merged in. What the CLI's --sampler/--prior/-p and napari's forms do."""
+        `parse_overrides`) merged in: what the CLI's --sampler, --prior, --simulate and -p do."""
         params = dict(params or {})
         unknown = sorted(set(params) - set(SECTIONS)) or sorted(set(names) - set(SECTIONS))
         if unknown:
