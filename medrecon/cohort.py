@@ -184,7 +184,7 @@ def run_item(
 
     from medrecon.api import reconstruct, simulate
     from medrecon.device import resolve_device
-    from medrecon.io import load_bundle
+    from medrecon.io import load_bundle, volume_format
     from medrecon.io.outputs import write_reconstruction
     from medrecon.metrics import magnitude, psnr, ssim
 
@@ -201,7 +201,7 @@ def run_item(
     start = time.perf_counter()
     try:
         device = _worker_device(device)
-        if item.path.endswith(BUNDLE_SUFFIXES):  # the bundle brings its operator and noise level
+        if volume_format(item.path) is None:  # a bundle (or a reader plugin's file) brings its operator
             measurement = load_bundle(item.path)
             result = reconstruct(recipe, measurement, seed=seed, device=device, noise_std=noise_std)
         elif "operator" in recipe:  # a volume: simulated with the recipe's operator, then reconstructed

@@ -103,6 +103,27 @@ def test_the_third_party_operator_and_sampler_run_end_to_end(env_python, tmp_pat
     assert side["versions"]["sampler:landweber"] == "medrecon-example 1.2.3"
 
 
+def test_a_third_party_reader_brings_its_own_file_format_to_reconstruct(env_python, tmp_path, phantom):
+    binned = phantom.reshape(8, 16, 2, 16, 2).mean(axis=(2, 4))  # the lab's files: 2 x 2 binned
+    source, out = tmp_path / "scan.npz", tmp_path / "r.nii.gz"
+    np.savez(source, binned=binned, noise_std=0.0)
+    listed = {
+        c["name"]: c["kind"]
+        for c in json.loads(medrecon_cli(env_python, "plugins", "--json").stdout)["components"]
+    }
+    assert listed["binned-npz"] == "reader"
+    args = ["reconstruct", source, "-r", "factor=2", "--sampler", "landweber", "-o", out, "--quiet"]
+    rec = medrecon_cli(env_python, *args)
+    assert rec.returncode == 0, rec.stderr
+    assert nib.load(str(out)).shape == (32, 32, 8)  # the image grid the reader said: 2x the binned one
+    side = json.loads(out.with_name("r.json").read_text())
+    assert side["recipe"]["operator"]["name"] == "pixel-binning"
+    bad = medrecon_cli(
+        env_python, "reconstruct", source, "-r", "factr=2", "--sampler", "landweber", "-o", out
+    )
+    assert bad.returncode == 2 and "reader 'binned-npz' has no parameter 'factr'" in bad.stderr
+
+
 def test_disabling_and_no_plugins_hide_the_third_party_plugin(env_python):
     disabled = medrecon_cli(
         env_python, "plugins", "--json", env={"MEDRECON_DISABLE_PLUGINS": "example,example-broken"}
