@@ -113,7 +113,9 @@ def build_component(
     a missing prior)."""
     if recipe is None:
         return None
-    if isinstance(recipe, ResolvedComponent):  # looked up and checked already
+    if isinstance(recipe, ResolvedComponent):  # looked up and checked already, less what data bring
+        owner = f"{section} '{recipe.name}'"
+        coerce_params(recipe.spec.factory, {}, owner, allow_missing=frozenset(recipe.params))
         return recipe.spec.factory(**recipe.params)
     host = host or default_host()
     spec = host.get(section, recipe.name).spec
@@ -381,7 +383,9 @@ def reconstruct_steps(
         image = result.image.detach().cpu().numpy()
         scores = {"psnr_db": round(psnr(truth, image), 3), "ssim": round(ssim(truth, image), 4)}
         result.info["metrics"] = scores
-        result.info.update(_reader_metrics(measurement, truth, image, host))
+        scored = _reader_metrics(measurement, truth, image, host)
+        warnings += scored.pop("warnings", [])
+        result.info.update(scored)
     if notes:
         result.info["orientation"] = notes[0]
     if warnings:
@@ -406,7 +410,12 @@ def _reader_metrics(measurement: Measurement, truth, image, host: PluginHost) ->
     name = measurement.attrs.get("reader")
     if not isinstance(name, str) or name not in host.components["reader"]:
         return {}
-    scores = build_contribution("reader", name, {}, MeasurementReader, host).metrics(truth, image)
+    try:  # the reconstruction is done: a reader's scoring must not lose it
+        scores = build_contribution("reader", name, {}, MeasurementReader, host).metrics(truth, image)
+    except Exception as err:
+        note = f"reader '{name}' could not score the result ({type(err).__name__}: {err})"
+        log.warning(note)
+        return {"warnings": [note]}
     return {} if scores is None else {f"metrics_{name}": scores}
 
 

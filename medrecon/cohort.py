@@ -203,7 +203,11 @@ def run_item(
         device = _worker_device(device)
         if volume_format(item.path) is None:  # a bundle (or a reader plugin's file) brings its operator
             measurement = load_bundle(item.path)
-            result = reconstruct(recipe, measurement, seed=seed, device=device, noise_std=noise_std)
+            # the recipe's [operator] tunes a measurement of that operator; for another (a mixed
+            # cohort) it is the one volumes are simulated with and does not apply
+            own = recipe.get("operator", {}).get("name") == measurement.operator.name
+            rest = recipe if own else {k: v for k, v in recipe.items() if k != "operator"}
+            result = reconstruct(rest, measurement, seed=seed, device=device, noise_std=noise_std)
         elif "operator" in recipe:  # a volume: simulated with the recipe's operator, then reconstructed
             measurement = simulate(item.path, recipe["operator"], noise_std=noise_std or 0.0, seed=seed)
             rest = {k: v for k, v in recipe.items() if k != "operator"}

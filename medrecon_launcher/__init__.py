@@ -29,5 +29,6 @@ def main() -> None:
         sys.stderr.write("interrupted while starting; nothing was written\n")
         sys.exit(EXIT_CANCELLED)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:  # None: a handler not set from Python, which stays as it was
+            signal.signal(signal.SIGINT, previous)
     command()

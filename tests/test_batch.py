@@ -159,6 +159,16 @@ def test_volumes_are_simulated_with_the_recipes_operator_and_manifest_overrides(
     assert info["recipe"]["operator"]["name"] == "mri-multicoil" and info["operator"]["coils"] == 4
 
 
+def test_a_mixed_cohort_simulates_volumes_and_runs_bundles_on_their_own_operator(cohort, tmp_path):
+    volume = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(phantom_volume((2, 16, 16)).transpose(2, 1, 0), np.eye(4)), str(volume))
+    recipe = {"operator": {"name": "inpainting", "missing": 0.5}, "sampler": {"name": "cg", "iterations": 5}}
+    rows = {r["item"]: r for r in batch([volume, cohort / "case0.h5"], recipe, tmp_path / "out", workers=1)}
+    assert rows["v"]["status"] == rows["case0"]["status"] == "done", rows
+    info = json.loads((tmp_path / "out" / "case0.json").read_text())
+    assert info["recipe"]["operator"]["name"] != "inpainting"  # the bundle's own operator
+
+
 def test_the_command_runs_on_a_cluster_started_apart_and_exits_1_on_a_failed_item(cohort, tmp_path):
     scheduler_file = tmp_path / "scheduler.json"
     scheduler, address = start_scheduler(scheduler_file)

@@ -8,6 +8,7 @@ return the same `Measurement`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from medrecon.errors import InputError
+from medrecon.errors import InputError, MedreconError
 from medrecon.host.recipe import ComponentRecipe
 from medrecon.io.atomic import atomic_path, check_output_path
+
+log = logging.getLogger(__name__)
 
 FORMAT = "medrecon-bundle"
 FORMAT_VERSION = 1
@@ -102,7 +105,13 @@ def load_bundle(
             unreadable = f"{path} is not a readable HDF5 measurement bundle ({err})"
         else:
             with f:
-                if "y" in f:
+                try:
+                    is_bundle, keys = "y" in f, sorted(f.keys())
+                except (OSError, KeyError, RuntimeError) as err:  # a damaged root group
+                    raise InputError(
+                        f"{path} could not be read: it is damaged or truncated ({type(err).__name__}: {err})"
+                    ) from None
+                if is_bundle:
                     if options:
                         raise InputError(
                             f"{path} is a medrecon bundle: reader options ({', '.join(options)}) apply "
@@ -110,7 +119,7 @@ def load_bundle(
                         )
                     return _read_bundle(f, path)
                 unreadable = (
-                    f"bundle {path} has no dataset 'y' (the measurement); found {sorted(f.keys())}. "
+                    f"bundle {path} has no dataset 'y' (the measurement); found {keys}. "
                     "A bundle holds y, an 'operator' group and noise_std"
                 )
     from medrecon.host.plugin import default_host
@@ -118,7 +127,7 @@ def load_bundle(
     host = host or default_host()
     if reader is None:
         readers = host.components["reader"]
-        reader = next((name for name in sorted(readers) if _reader(name, {}, host).accepts(path)), None)
+        reader = next((name for name in sorted(readers) if _accepts(name, path, host)), None)
         if reader is None:
             from medrecon.errors import listing
 
@@ -126,9 +135,13 @@ def load_bundle(
                 f"{unreadable}; nor does an installed reader plugin take it (readers: {listing(readers)})"
             )
     made = _reader(reader, options or {}, host)
+    if not made.accepts(path):
+        raise InputError(f"{path} is not a file the '{reader}' reader takes")
     try:
         measurement = made.read(path)
-    except (OSError, KeyError, RuntimeError) as err:  # h5py's errors for damaged datasets, say
+    except MedreconError:
+        raise
+    except Exception as err:  # a damaged file, in whatever way the format's library says it
         raise InputError(
             f"{path} could not be read by the '{reader}' reader: it is damaged or truncated "
             f"({type(err).__name__}: {err})"
@@ -137,6 +150,15 @@ def load_bundle(
         raise InputError(f"reader '{reader}' gave {type(measurement).__name__}, not a medrecon.Measurement")
     measurement.attrs.setdefault("reader", reader)
     return measurement
+
+
+def _accepts(name: str, path: Path, host) -> bool:
+    """Whether reader `name` takes the file; a reader that fails to look is skipped, and logged."""
+    try:
+        return bool(_reader(name, {}, host).accepts(path))
+    except Exception as err:  # one broken plugin must not stop the others from reading
+        log.warning("reader '%s' could not look at %s (%s: %s); skipped", name, path, type(err).__name__, err)
+        return False
 
 
 def _reader(name: str, options: Mapping[str, Any], host):

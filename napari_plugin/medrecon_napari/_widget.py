@@ -290,6 +290,8 @@ class ReconstructWidget(QWidget):
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
+        from medrecon import Recipe
+
         if self._live:  # Run is disabled meanwhile; a script calling start() gets told too
             self.status.value = "a run is under way: wait for it or cancel it first"
             return
@@ -303,7 +305,8 @@ class ReconstructWidget(QWidget):
         self._live = True  # steps are shown until the run is cancelled or ends
         self._open_activity(recipe["sampler"]["name"])
         self._started = time.perf_counter()
-        self._run = {"source": layer.name, "sampler": recipe["sampler"]["name"], "recipe": recipe}
+        ran = recipe if measurement is None else Recipe.from_dict(recipe).without("operator").to_dict()
+        self._run = {"source": layer.name, "sampler": recipe["sampler"]["name"], "recipe": ran}
         self.status.value = f"running: {self.cost_note()}"
         self.worker = create_worker(
             _work,

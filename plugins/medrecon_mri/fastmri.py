@@ -296,8 +296,25 @@ class FastMRIReader(medrecon.MeasurementReader):
         mask_type: str = "equispaced",
         seed: int = 0,
     ):
-        if acceleration is None and center_fraction is not None:
-            raise InputError("center_fraction applies with acceleration (retrospective undersampling)")
+        if acceleration is None:
+            given = [
+                k
+                for k, v, d in (
+                    ("center_fraction", center_fraction, None),
+                    ("mask_type", mask_type, "equispaced"),
+                    ("seed", seed, 0),
+                )
+                if v != d
+            ]
+            if given:
+                raise InputError(
+                    f"{', '.join(given)}: options of retrospective undersampling, which needs "
+                    "acceleration too"
+                )
+        elif not acceleration > 1:
+            raise InputError(f"acceleration must be a number > 1, got {acceleration!r}")
+        if mask_type not in ("equispaced", "random"):
+            raise InputError(f"mask_type must be 'equispaced' or 'random', got {mask_type!r}")
         self.acceleration = acceleration
         self.options = {"center_fraction": center_fraction, "mask_type": mask_type, "seed": seed}
 

@@ -136,6 +136,10 @@ def test_reader_options_undersample_on_reading_and_bad_ones_are_named(fastmri_fi
         match="reader 'fastmri' has no parameter 'accel'; valid parameters: 'acceleration'",
     ):
         medrecon.load_bundle(fastmri_file, options={"accel": 4})
+    with pytest.raises(medrecon.InputError, match="mask_type: options of retrospective undersampling"):
+        medrecon.load_bundle(fastmri_file, options={"mask_type": "random"})
+    with pytest.raises(medrecon.InputError, match="acceleration must be a number > 1, got 0.5"):
+        medrecon.load_bundle(fastmri_file, options={"acceleration": 0.5})
     with pytest.raises(medrecon.InputError, match="undersample takes a medrecon.Measurement.*got ndarray"):
         undersample(np.ones((2, 16, 16), np.float32), 4)
 
@@ -145,6 +149,8 @@ def test_a_medrecon_bundle_refuses_reader_options_and_other_files_name_the_reade
         np.ones((1, 16, 16), np.float32), {"name": "mri-multicoil", "coils": 2}, noise_std=0
     )
     path = medrecon.save_bundle(tmp_path / "b.h5", bundle)
+    with pytest.raises(medrecon.InputError, match="is not a file the 'fastmri' reader takes"):
+        medrecon.load_bundle(path, reader="fastmri")
     with pytest.raises(medrecon.InputError, match="is a medrecon bundle: reader options \\(acceleration\\)"):
         medrecon.load_bundle(path, options={"acceleration": 4})
     other = tmp_path / "notes.h5"
