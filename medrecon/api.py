@@ -95,9 +95,10 @@ def first_look(measurement: Measurement, *, host: PluginHost | None = None) -> t
     """A direct image of a measurement, for a viewer: its operator's `first_look` (filtered
     back-projection where the operator has one, else the adjoint), as magnitudes for complex
     images and centre-cropped like a reconstruction; and the operator's name for it."""
-    op = measurement_operator(measurement, host=host)
+    y = torch.as_tensor(measurement.y)
+    op = measurement_operator(measurement, y=y, host=host)
     with torch.no_grad():
-        image = op.first_look(torch.as_tensor(measurement.y))
+        image = op.first_look(y)
     image = (image.abs() if image.is_complex() else image).numpy()
     if measurement.crop:
         from medrecon.io.bundle import centre_crop
@@ -308,7 +309,7 @@ def reconstruct_steps(
         op_params.update(recipe.operator.params)
     recipe = recipe.replace(operator=ComponentRecipe(measurement.operator.name, op_params))
     resolved = recipe.resolve(host)  # each component looked up and checked once for the run
-    recipe = Recipe(**{section: r.recipe() for section, r in resolved.items()})
+    recipe = Recipe.from_resolved(resolved)
     sigma = measurement.noise_std if noise_std is None else noise_std
     if sigma is None:
         raise InputError(

@@ -107,6 +107,16 @@ class ComponentRecipe:
         return {"name": self.name, **self.params}
 
 
+def _check_sections(names: Iterable[str]) -> None:
+    """A RecipeError for the first name that is no recipe section."""
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        name = unknown[0]
+        raise RecipeError(
+            f"unknown recipe section '{name}'{suggest(name, SECTIONS)}; valid: {listing(SECTIONS)}"
+        )
+
+
 @dataclass(frozen=True)
 class ResolvedComponent:
     """A recipe section checked against the installed component: the component (its spec and
@@ -184,12 +194,7 @@ class Recipe:
         recipe's parameters for the old one are dropped) and `params` ({section: {key: value}}, from
         `parse_overrides`) merged in: what the CLI's --sampler, --prior, --simulate and -p do."""
         params = dict(params or {})
-        unknown = sorted(set(params) - set(SECTIONS)) or sorted(set(names) - set(SECTIONS))
-        if unknown:
-            raise RecipeError(
-                f"unknown recipe section '{unknown[0]}'{suggest(unknown[0], SECTIONS)}; "
-                f"valid: {listing(SECTIONS)}"
-            )
+        _check_sections([*params, *names])
         sections = {}
         for section in SECTIONS:
             current = getattr(self, section)
@@ -206,9 +211,7 @@ class Recipe:
 
     def without(self, *sections: str) -> Recipe:
         """This recipe less some sections (e.g. "operator", for a measurement that brings its own)."""
-        unknown = sorted(set(sections) - set(SECTIONS))
-        if unknown:
-            raise RecipeError(f"unknown recipe section '{unknown[0]}'; valid: {listing(SECTIONS)}")
+        _check_sections(sections)
         return Recipe(**{k: getattr(self, k) for k in SECTIONS if k not in sections})
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,7 +258,12 @@ class Recipe:
             out[section] = ResolvedComponent(section, component, params)
         return out
 
+    @classmethod
+    def from_resolved(cls, resolved: Mapping[str, ResolvedComponent]) -> Recipe:
+        """The recipe of `resolve`'s components, with their coerced parameters."""
+        return cls(**{section: r.recipe() for section, r in resolved.items()})
+
     def validate(self, host: PluginHost) -> Recipe:
         """Check every name and parameter against the installed factories; return coerced values
         (`resolve`, as a Recipe)."""
-        return Recipe(**{section: r.recipe() for section, r in self.resolve(host).items()})
+        return Recipe.from_resolved(self.resolve(host))

@@ -93,50 +93,31 @@ def load_bundle(
     host=None,
 ) -> Measurement:
     """Read a medrecon bundle, or a file in a format a reader plugin knows (the first installed
-    reader that accepts it; `reader` names one). `options` are the reader's parameters (`medrecon plugins
-    --describe READER`); the measurement records its reader in `attrs["reader"]`."""
+    reader that accepts it; `reader` names one). `options` are the reader's parameters (`medrecon
+    plugins --describe READER`); the measurement records its reader in `attrs["reader"]`."""
+    from medrecon.host.plugin import default_host
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such measurement bundle: {path}")
     if reader is None:
-        try:
-            f = h5py.File(path, "r")
-        except OSError as err:
-            unreadable = f"{path} is not a readable HDF5 measurement bundle ({err})"
-        else:
-            with f:
-                try:
-                    is_bundle, keys = "y" in f, sorted(f.keys())
-                except (OSError, KeyError, RuntimeError) as err:  # a damaged root group
-                    raise InputError(
-                        f"{path} could not be read: it is damaged or truncated ({type(err).__name__}: {err})"
-                    ) from None
-                if is_bundle:
-                    if options:
-                        raise InputError(
-                            f"{path} is a medrecon bundle: reader options ({', '.join(options)}) apply "
-                            "to files a reader plugin reads"
-                        )
-                    return _read_bundle(f, path)
-                unreadable = (
-                    f"bundle {path} has no dataset 'y' (the measurement); found {keys}. "
-                    "A bundle holds y, an 'operator' group and noise_std"
-                )
-    from medrecon.host.plugin import default_host
-
-    host = host or default_host()
-    if reader is None:
+        bundle = _bundle_or_why_not(path, options)
+        if isinstance(bundle, Measurement):
+            return bundle
+        host = host or default_host()
         readers = host.components["reader"]
         reader = next((name for name in sorted(readers) if _accepts(name, path, host)), None)
         if reader is None:
             from medrecon.errors import listing
 
             raise InputError(
-                f"{unreadable}; nor does an installed reader plugin take it (readers: {listing(readers)})"
+                f"{bundle}; nor does an installed reader plugin take it (readers: {listing(readers)})"
             )
-    made = _reader(reader, options or {}, host)
-    if not made.accepts(path):
-        raise InputError(f"{path} is not a file the '{reader}' reader takes")
+        made = _reader(reader, options or {}, host)
+    else:
+        made = _reader(reader, options or {}, host or default_host())
+        if not made.accepts(path):
+            raise InputError(f"{path} is not a file the '{reader}' reader takes")
     try:
         measurement = made.read(path)
     except MedreconError:
@@ -150,6 +131,31 @@ def load_bundle(
         raise InputError(f"reader '{reader}' gave {type(measurement).__name__}, not a medrecon.Measurement")
     measurement.attrs.setdefault("reader", reader)
     return measurement
+
+
+def _bundle_or_why_not(path: Path, options: Mapping[str, Any] | None) -> Measurement | str:
+    """The medrecon bundle at `path`, or why the file is none (for the error, if no reader takes it)."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        return f"{path} is not a readable HDF5 measurement bundle ({err})"
+    with f:
+        try:
+            if "y" not in f:
+                return (
+                    f"bundle {path} has no dataset 'y' (the measurement); found {sorted(f.keys())}. "
+                    "A bundle holds y, an 'operator' group and noise_std"
+                )
+            if options:
+                raise InputError(
+                    f"{path} is a medrecon bundle: reader options ({', '.join(options)}) apply "
+                    "to files a reader plugin reads"
+                )
+            return _read_open_bundle(f, path)
+        except (OSError, KeyError, RuntimeError) as err:  # h5py's errors for damaged datasets
+            raise InputError(
+                f"{path} could not be read: it is damaged or truncated ({type(err).__name__}: {err})"
+            ) from None
 
 
 def _accepts(name: str, path: Path, host) -> bool:
@@ -166,15 +172,6 @@ def _reader(name: str, options: Mapping[str, Any], host):
     from medrecon.contracts import MeasurementReader
 
     return build_contribution("reader", name, options, MeasurementReader, host)
-
-
-def _read_bundle(f: h5py.File, path: Path) -> Measurement:
-    try:
-        return _read_open_bundle(f, path)
-    except (OSError, KeyError, RuntimeError) as err:  # h5py's errors for damaged datasets
-        raise InputError(
-            f"{path} could not be read: it is damaged or truncated ({type(err).__name__}: {err})"
-        ) from None
 
 
 def _read_open_bundle(f: h5py.File, path: Path) -> Measurement:

@@ -301,12 +301,13 @@ class ReconstructWidget(QWidget):
             return
         recipe = self.recipe()
         measurement = layer.metadata.get("medrecon_measurement")  # a loaded bundle: no simulation
+        if measurement is not None:  # it brings its operator: the form's only says how to simulate
+            recipe = Recipe.from_dict(recipe).without("operator").to_dict()
         self._set_running(True)
         self._live = True  # steps are shown until the run is cancelled or ends
         self._open_activity(recipe["sampler"]["name"])
         self._started = time.perf_counter()
-        ran = recipe if measurement is None else Recipe.from_dict(recipe).without("operator").to_dict()
-        self._run = {"source": layer.name, "sampler": recipe["sampler"]["name"], "recipe": ran}
+        self._run = {"source": layer.name, "sampler": recipe["sampler"]["name"], "recipe": recipe}
         self.status.value = f"running: {self.cost_note()}"
         self.worker = create_worker(
             _work,

@@ -147,7 +147,7 @@ def read_fastmri(f: h5py.File, path: Path) -> Measurement:
         raise InputError(f"{path}: mask has {cols.shape[0]} columns but k-space has {y.shape[-1]}")
     if not cols.any():
         raise InputError(f"{path}: k-space holds no sampled column (all zero)")
-    attrs = {"reader": "fastmri", "fastmri": {k: plain_value(v) for k, v in f.attrs.items()}}
+    attrs = {"fastmri": {k: plain_value(v) for k, v in f.attrs.items()}}
     noise = estimate_noise_std(y, cols)
     if noise is not None:
         attrs["noise_std_source"] = (
@@ -198,6 +198,14 @@ def read_fastmri(f: h5py.File, path: Path) -> Measurement:
     )
 
 
+def check_undersampling(acceleration: float, mask_type: str) -> None:
+    """An InputError for an acceleration or mask type retrospective undersampling cannot make."""
+    if isinstance(acceleration, bool) or not (isinstance(acceleration, int | float) and acceleration > 1):
+        raise InputError(f"acceleration must be a number > 1, got {acceleration!r}")
+    if mask_type not in ("equispaced", "random"):
+        raise InputError(f"mask_type must be 'equispaced' or 'random', got {mask_type!r}")
+
+
 def undersample(
     measurement,
     acceleration: float,
@@ -219,8 +227,7 @@ def undersample(
             f"undersample works on {OPERATOR} measurements (Cartesian k-space), got "
             f"'{measurement.operator.name}'"
         )
-    if not (isinstance(acceleration, (int, float)) and acceleration > 1):
-        raise InputError(f"acceleration must be a number > 1, got {acceleration!r}")
+    check_undersampling(acceleration, mask_type)
     given = measurement.arrays.get("mask")
     if given is None:
         sampled = np.abs(measurement.y).sum(axis=tuple(range(measurement.y.ndim - 2))) > 0
@@ -234,8 +241,6 @@ def undersample(
         )
     width = measurement.y.shape[-1]
     center = 0.32 / acceleration if center_fraction is None else float(center_fraction)
-    if mask_type not in ("equispaced", "random"):
-        raise InputError(f"mask_type must be 'equispaced' or 'random', got {mask_type!r}")
     # the mask mri-multicoil makes for this request
     mask = make_mask(
         tuple(measurement.y.shape[-2:]), mask_type, "2d", float(acceleration), center, False, seed
@@ -296,27 +301,17 @@ class FastMRIReader(medrecon.MeasurementReader):
         mask_type: str = "equispaced",
         seed: int = 0,
     ):
-        if acceleration is None:
-            given = [
-                k
-                for k, v, d in (
-                    ("center_fraction", center_fraction, None),
-                    ("mask_type", mask_type, "equispaced"),
-                    ("seed", seed, 0),
-                )
-                if v != d
-            ]
-            if given:
-                raise InputError(
-                    f"{', '.join(given)}: options of retrospective undersampling, which needs "
-                    "acceleration too"
-                )
-        elif not acceleration > 1:
-            raise InputError(f"acceleration must be a number > 1, got {acceleration!r}")
-        if mask_type not in ("equispaced", "random"):
-            raise InputError(f"mask_type must be 'equispaced' or 'random', got {mask_type!r}")
         self.acceleration = acceleration
         self.options = {"center_fraction": center_fraction, "mask_type": mask_type, "seed": seed}
+        if acceleration is not None:  # checked now, not after the whole file is read
+            check_undersampling(acceleration, mask_type)
+            return
+        defaults = {"center_fraction": None, "mask_type": "equispaced", "seed": 0}
+        given = [key for key, value in self.options.items() if value != defaults[key]]
+        if given:
+            raise InputError(
+                f"{', '.join(given)}: options of retrospective undersampling, which needs acceleration too"
+            )
 
     def accepts(self, path: Path) -> bool:
         """An HDF5 file with a `kspace` dataset and no medrecon `y`."""
