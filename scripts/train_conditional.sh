@@ -6,7 +6,10 @@
 # contrasts from its grey- and white-matter maps; measurements simulated on the fly.
 # BCDM: MRI only (8-coil-like multi-coil Cartesian, 4x-8x). Diff-Unfolding: MRI 4x-8x, sparse-view CT
 # (6-36 views), limited-angle CT (60-150 degrees) and known-kernel blur, one model.
-# Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both] [extra options, e.g. --resume]
+# restoration: the reference for operators the shipped Diff-Unfolding never saw (inpainting,
+# super-resolution, the test suite's pixel binning): a Diff-Unfolding model trained on those
+# (Gaussian conditioning; not shipped, benchmarks/quality.py --conditional compares the two).
+# Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration] [options, e.g. --resume]
 set -euo pipefail
 out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both] [options]}
 which=${2:-both}
@@ -20,8 +23,12 @@ probability maps, as shipped in the nilearn wheel; see the brain-1mm card for th
 # training step draws).
 train() {
   local name=$1 tasks=mri,ct-sparse,ct-limited,blur
+  local conditioning=flat
   [[ $1 == bcdm ]] && name=bcdm-mri && tasks=mri
-  medrecon train-conditional "$template" -o "$out/$name" --method "$1" --tasks "$tasks" \
+  [[ $1 == restoration ]] && name=diff-unfolding-restoration && tasks=inpainting,super-resolution \
+    && conditioning=gaussian
+  medrecon train-conditional "$template" -o "$out/$name" --method "${1/restoration/diff-unfolding}" --tasks "$tasks" \
+    --conditioning "$conditioning" \
     --tissue-map "$data/mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz" \
     --tissue-map "$data/mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz" \
     --holdout 80:96 --validation 120:128 --holdout-guard 4 \
@@ -32,3 +39,4 @@ train() {
 # OMP_NUM_THREADS=1) in 50 minutes; BCDM stopped at 1800 steps, Diff-Unfolding at 1600.
 if [[ $which == bcdm || $which == both ]]; then train bcdm "${BCDM_STEPS:-1800}" "$@"; fi
 if [[ $which == diff-unfolding || $which == both ]]; then train diff-unfolding "${UNFOLDING_STEPS:-1600}" "$@"; fi
+if [[ $which == restoration ]]; then train restoration "${RESTORATION_STEPS:-1600}" "$@"; fi

@@ -705,6 +705,19 @@ def _report_training(report) -> None:
 @click.option("--lr-decay", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
 @click.option("--checkpoint-every", type=int, default=250, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT.state.pt.")
+@click.option(
+    "--init",
+    default=None,
+    help="Start from a conditional model's weights (shipped name or card path), with its "
+    "architecture: fine-tuning.",
+)
+@click.option(
+    "--conditioning",
+    type=click.Choice(["gaussian", "flat"]),
+    default="gaussian",
+    show_default=True,
+    help="The network's start: Gaussian prior N(0, 1), or BCDM's flat prior (the shipped models).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 def train_conditional_command(
@@ -725,6 +738,8 @@ def train_conditional_command(
     lr_decay,
     checkpoint_every,
     resume,
+    init,
+    conditioning,
     seed,
     device,
 ):
@@ -758,6 +773,8 @@ def train_conditional_command(
             seed=seed,
             device=device,
             resume=resume,
+            init=init,
+            conditioning=conditioning,
             data_notice=notice,
             progress=lambda step, total, loss: bar.update(task, completed=step, loss=loss),
         )

@@ -29,11 +29,13 @@ import torch
 from medrecon.apps.training import TrainingReport, check_training_options, native_training_data, run_training
 from medrecon.conditional import UNROLLED_ARCHITECTURE, Condition, build_conditional
 from medrecon.contracts import TrainingTask
-from medrecon.errors import InputError, listing
+from medrecon.errors import InputError, PluginError, listing
 from medrecon.host.plugin import PluginHost
 
 #: the methods: the same network, trained per task (bcdm) or across tasks (diff-unfolding)
 METHODS = ("bcdm", "diff-unfolding")
+#: the conditionings a model can be trained with: their prior variance (None: flat)
+CONDITIONINGS = {"gaussian": 1.0, "flat": None}
 #: the diffusion times the validation loss is measured at, on each task's validation operator
 VALIDATION_TIMES = (999, 500, 150)
 
@@ -102,6 +104,8 @@ def simulate_condition(
     op = _build(json.dumps(recipe, sort_keys=True), shape)
     unseeded = json.dumps({k: v for k, v in recipe.items() if k != "seed"}, sort_keys=True)
     norm2 = _operator_norm2(unseeded, shape)
+    if not norm2 > 0:
+        raise InputError(f"training operator {recipe} measures nothing on slices of {shape[-2:]}")
     with torch.no_grad():
         clean = op(x0.to(op.domain_dtype) if op.domain_dtype.is_complex else x0)
         std = relative_noise * float(clean.abs().pow(2).mean().sqrt())
@@ -138,13 +142,19 @@ def train_conditional(
     device: str | torch.device = "cpu",
     resume: bool = False,
     architecture: dict[str, Any] | None = None,
+    init: str | Path | None = None,
+    conditioning: str = "gaussian",
     data_notice: str = "",
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainingReport:
     """Train (or resume) a conditional model; write out.safetensors + out.json (EMA weights and
     card) and out.state.pt every `checkpoint_every` steps (module docstring). `tasks` are training
     tasks of the installed plugins (default: `method_tasks(method)`), `task_options` their ranges
-    by task name."""
+    by task name. `init` (a conditional model: shipped name or card path) starts the network and
+    its EMA from that model's weights, with its architecture (fine-tuning; not with `resume`).
+    `conditioning` is the network's start: "gaussian" (prior N(0, 1), `prior_variance` 1 in the
+    architecture: operators with a null space, e.g. inpainting, stay trainable) or "flat" (BCDM's;
+    the shipped models were trained so)."""
     from medrecon.device import resolve_device
     from medrecon.prior_card import SCHEDULE, conditional_card, schedule_table
 
@@ -152,7 +162,14 @@ def train_conditional(
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
     chosen = build_tasks(tuple(tasks or method_tasks(method)), task_options)
-    arch = json.loads(json.dumps(architecture or UNROLLED_ARCHITECTURE))
+    start = initial_model(init, method, resume) if init else None
+    if conditioning not in CONDITIONINGS:
+        raise InputError(f"--conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
+    if start is not None:
+        arch = json.loads(json.dumps(start.card["architecture"]))
+    else:
+        arch = json.loads(json.dumps(architecture or UNROLLED_ARCHITECTURE))
+        arch.setdefault("prior_variance", CONDITIONINGS[conditioning])
     network_multiple = 2 ** (len(arch["unet"]["channels"]) - 1)
     native = native_training_data(
         volumes,
@@ -171,7 +188,10 @@ def train_conditional(
     )
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    network = build_conditional(arch).to(dev)
+    network = build_conditional(arch)
+    if start is not None:
+        network.load_state_dict(start.network.state_dict())
+    network = network.to(dev)
     abar = schedule_table(SCHEDULE).to(dev)
     classes = operator_classes(chosen)  # for the card: built once, not at every checkpoint
 
@@ -197,9 +217,16 @@ def train_conditional(
         return conditional_validation_loss(ema, native.validation[:2, 0].to(dev), abar, chosen, seed)
 
     def card(step: int, history: list[dict]) -> dict[str, Any]:
-        return conditional_card(
+        made = conditional_card(
             method, arch, native.intensity, chosen, classes, native.card, native.data, step, history
         )
+        if start is not None:
+            made["training"]["initialised_from"] = {
+                "model": start.card["name"],
+                "steps": start.card.get("training", {}).get("steps"),
+                "tasks": start.card.get("training", {}).get("tasks"),
+            }
+        return made
 
     return run_training(
         network,
@@ -218,6 +245,23 @@ def train_conditional(
         resume=resume,
         progress=progress,
     )
+
+
+def initial_model(init: str | Path, method: str, resume: bool):
+    """The conditional model a fine-tuning run starts from (the `conditional` prior plugin reads
+    and checks its card and weights); it must be of the method being trained."""
+    from medrecon.api import build_component
+    from medrecon.host.recipe import ComponentRecipe
+
+    if resume:
+        raise InputError("--init starts a new run from a model's weights; --resume continues one: give one")
+    try:
+        model = build_component("prior", ComponentRecipe("conditional", {"weights": str(init)}))
+    except PluginError as err:
+        raise InputError(f"--init {init}: {err}") from None
+    if model.method != method:
+        raise InputError(f"--init {init} is a {model.method or 'unnamed'} model, not {method}")
+    return model
 
 
 def operator_classes(tasks: Sequence[TrainingTask]) -> list[str]:

@@ -1,0 +1,54 @@
+"""What the restoration plugin gives `medrecon train-conditional`: the `inpainting` and
+`super-resolution` tasks (operators that see nothing of part of the image, unlike MRI, CT and
+blur, whose A^H A has no large null space)."""
+
+from __future__ import annotations
+
+from medrecon import InputError, TrainingTask
+
+
+def _pick(u, options):
+    return options[min(int(u() * len(options)), len(options) - 1)]
+
+
+def inpainting_task(missing: tuple[float, float] = (0.5, 0.8)) -> TrainingTask:
+    """Random pixels, lines or 4-8 px boxes, a fraction `missing` LOW..HIGH of the pixels unseen."""
+    lo, hi = missing
+    if not 0 <= lo <= hi < 1:
+        raise InputError(
+            f"inpainting task: missing must be LOW:HIGH with 0 <= LOW <= HIGH < 1, got {lo}:{hi}"
+        )
+
+    def draw(u):
+        return {
+            "name": "inpainting",
+            "mask_type": _pick(u, ("random", "lines", "boxes")),
+            "missing": round(lo + (hi - lo) * u(), 2),
+            "box": _pick(u, (4, 8)),
+            "seed": int(u() * 1000),
+        }
+
+    return TrainingTask(
+        "inpainting",
+        draw,
+        {"operator": "inpainting", "missing": [lo, hi], "mask_type": ["random", "lines", "boxes"]},
+        validation={"name": "inpainting", "missing": 0.7, "seed": 1},
+    )
+
+
+def super_resolution_task(factors: tuple[int, ...] = (2, 4)) -> TrainingTask:
+    """Block-average or antialiased decimation by one of `factors` (each must divide the training
+    patch sides, 64 and 96 by default)."""
+    factors = tuple(int(f) for f in factors)
+    if not factors or min(factors) < 2:
+        raise InputError(f"super-resolution task: factors must be integers >= 2, got {factors}")
+
+    def draw(u):
+        return {"name": "downsample", "factor": _pick(u, factors), "method": _pick(u, ("block", "gaussian"))}
+
+    return TrainingTask(
+        "super-resolution",
+        draw,
+        {"operator": "downsample", "factor": list(factors), "method": ["block", "gaussian"]},
+        validation={"name": "downsample", "factor": 4},
+    )
