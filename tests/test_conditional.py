@@ -66,9 +66,10 @@ def train(volume, out, steps, method="diff-unfolding", resume=False, **options):
 
 @pytest.fixture(scope="module")
 def model(volume, tmp_path_factory):
-    """A tiny Diff-Unfolding model trained for a few steps on MRI, CT and blur."""
+    """A tiny Diff-Unfolding model trained for a few steps on MRI, CT and blur (the shipped
+    model's tasks: restoration is left out, as an operator it never saw)."""
     out = tmp_path_factory.mktemp("model") / "tiny"
-    train(volume, out, 4)
+    train(volume, out, 4, tasks=["blur", "ct-limited", "ct-sparse", "mri"])
     return out.with_suffix(".json")
 
 
@@ -104,6 +105,60 @@ def test_resume_continues_exactly_where_training_stopped(volume, tmp_path):
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
     card = json.loads((tmp_path / "parts.json").read_text())
     assert card["method"] == "bcdm" and card["operator_names"] == ["mri-multicoil"]
+
+
+def test_fine_tuning_starts_from_the_given_models_weights(volume, model, tmp_path):
+    from safetensors.torch import load_file
+
+    # a learning rate so small that the weights stay where they start
+    train(volume, tmp_path / "tuned", 2, tasks=["mri"], init=model, lr=1e-9, seed=1)
+    train(volume, tmp_path / "fresh", 2, tasks=["mri"], lr=1e-9, seed=1)
+    start = load_file(str(model.with_suffix(".safetensors")))
+    tuned = load_file(str(tmp_path / "tuned.safetensors"))
+    fresh = load_file(str(tmp_path / "fresh.safetensors"))
+
+    def distance(weights):
+        return sum(float((weights[k].float() - start[k].float()).abs().sum()) for k in start)
+
+    assert distance(tuned) < 1e-3 * distance(fresh)
+    card = json.loads((tmp_path / "tuned.json").read_text())
+    assert card["training"]["initialised_from"] == {
+        "model": "tiny",
+        "steps": 4,
+        "tasks": ["blur", "ct-limited", "ct-sparse", "mri"],
+    }
+    assert card["architecture"] == json.loads(model.read_text())["architecture"]
+    with pytest.raises(medrecon.InputError, match="not bcdm"):
+        train(volume, tmp_path / "x", 2, method="bcdm", tasks=["mri"], init=model)
+    with pytest.raises(medrecon.InputError, match="--resume continues one"):
+        train(volume, tmp_path / "tuned", 2, tasks=["mri"], init=model, resume=True)
+    with pytest.raises(medrecon.InputError, match="--init"):
+        train(volume, tmp_path / "x", 2, tasks=["mri"], init=tmp_path / "missing.json")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_model_trains_on_operators_with_a_null_space(volume, tmp_path):
+    """Inpainting and super-resolution see nothing of part of the image: with the default Gaussian
+    conditioning their losses are those of images in [0, 1]; BCDM's flat one gives ~1e3."""
+    history = {}
+    for conditioning in ("gaussian", "flat"):
+        out = tmp_path / conditioning
+        train(volume, out, 2, tasks=["inpainting", "super-resolution"], conditioning=conditioning)
+        card = json.loads(out.with_suffix(".json").read_text())
+        history[conditioning] = card["training"]["history"][-1]["validation_loss"]
+        assert card["operator_classes"] == ["Downsample", "Inpainting"]
+        assert card["architecture"]["prior_variance"] == (1.0 if conditioning == "gaussian" else None)
+    assert history["gaussian"] < 0.5 and history["flat"] > 100
+    with pytest.raises(medrecon.InputError, match="missing must be LOW:HIGH"):
+        train(
+            volume,
+            tmp_path / "x",
+            2,
+            tasks=["inpainting"],
+            task_options={"inpainting": {"missing": (0.5, 1.2)}},
+        )
+    with pytest.raises(medrecon.InputError, match="--conditioning"):
+        train(volume, tmp_path / "x", 2, tasks=["inpainting"], conditioning="uniform")
 
 
 @pytest.mark.parametrize("shape", [(3, 61, 61), (2, 233, 197)])

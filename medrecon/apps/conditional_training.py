@@ -257,7 +257,7 @@ def initial_model(init: str | Path, method: str, resume: bool):
         raise InputError("--init starts a new run from a model's weights; --resume continues one: give one")
     try:
         model = build_component("prior", ComponentRecipe("conditional", {"weights": str(init)}))
-    except PluginError as err:
+    except (InputError, PluginError) as err:
         raise InputError(f"--init {init}: {err}") from None
     if model.method != method:
         raise InputError(f"--init {init} is a {model.method or 'unnamed'} model, not {method}")
