@@ -124,14 +124,19 @@ def collect_items(inputs: Sequence[str | Path]) -> list[BatchItem]:
     return items
 
 
-def item_key(recipe: dict, item: BatchItem, seed: int, noise_std: float | None) -> str:
-    """What makes an item's output what it is: the recipe, the input, the seed and the noise level."""
+def item_key(
+    recipe: dict, item: BatchItem, seed: int, noise_std: float | None, reading: dict | None = None
+) -> str:
+    """What makes an item's output what it is: the recipe, the input, the seed, the noise level and
+    how its file is read (`reading`: the reader and its options, where given)."""
     content = {
         "recipe": recipe,
         "input": str(Path(item.path).resolve()),
         "seed": seed,
         "noise_std": noise_std,
     }
+    if reading:
+        content["reading"] = reading
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -178,8 +183,11 @@ def run_item(
     torch_threads: int,
     batch_key: str,
     force: bool,
+    reader: str | None = None,
+    read_options: dict | None = None,
 ) -> dict:
-    """Reconstruct one item (in a worker): its manifest row. Errors are recorded, not raised."""
+    """Reconstruct one item (in a worker): its manifest row. Errors are recorded, not raised.
+    `reader` and `read_options` are load_bundle's, for the items that are no volume."""
     import torch
 
     from medrecon.api import reconstruct, simulate
@@ -202,7 +210,7 @@ def run_item(
     try:
         device = _worker_device(device)
         if volume_format(item.path) is None:  # a bundle (or a reader plugin's file) brings its operator
-            measurement = load_bundle(item.path)
+            measurement = load_bundle(item.path, reader=reader, options=read_options)
             # the recipe's [operator] tunes a measurement of that operator; for another (a mixed
             # cohort) it is the one volumes are simulated with and does not apply
             own = recipe.get("operator", {}).get("name") == measurement.operator.name
@@ -280,6 +288,8 @@ def batch(
     dry_run: bool = False,
     retries: int = 1,
     connect_timeout: float = 30.0,
+    reader: str | None = None,
+    read_options: dict | None = None,
     on_row: Callable[[dict], None] | None = None,
     on_cluster: Callable[[str], None] | None = None,
 ) -> list[dict]:
@@ -289,20 +299,31 @@ def batch(
     LocalCluster of processes runs here, sized by `local_cluster_size`. Each item is one task,
     retried `retries` times when its worker dies, then recorded as failed; a scheduler not reached
     within `connect_timeout` seconds is an InputError. `dry_run` returns the
-    plan without running anything. `on_row` sees each finished row; `on_cluster` the dashboard link.
+    plan without running anything. `reader` and `read_options` say how the items that are no
+    volume are read (`medrecon.load_bundle`'s; by default a medrecon bundle, else the first reader
+    plugin that takes the file); an unknown reader, or options it does not take, fail here. `on_row`
+    sees each finished row; `on_cluster` the dashboard link.
     Ctrl-C cancels what has not finished and leaves a manifest saying what did."""
     from medrecon.host.plugin import default_host
     from medrecon.host.recipe import Recipe
 
     items = collect_items(inputs)
-    rec = Recipe.load(recipe).validate(default_host())  # a bad recipe fails here, before any cluster starts
+    host = default_host()
+    rec = Recipe.load(recipe).validate(host)  # a bad recipe fails here, before any cluster starts
     recipe_dict = rec.to_dict()
+    if reader is not None:  # so does an unknown reader, or options it does not take
+        from medrecon.api import build_contribution
+        from medrecon.contracts import MeasurementReader
+
+        build_contribution("reader", reader, read_options or {}, MeasurementReader, host)
+    reading = {"reader": reader, "options": dict(read_options or {})} if reader or read_options else None
     out = Path(out)
     plan = []
     for item in items:
         item_seed = seed if item.seed is None else item.seed
         item_noise = noise_std if item.noise_std is None else item.noise_std
-        plan.append((item, item_seed, item_noise, item_key(recipe_dict, item, item_seed, item_noise)))
+        key = item_key(recipe_dict, item, item_seed, item_noise, reading)
+        plan.append((item, item_seed, item_noise, key))
     if dry_run:
         return [
             {
@@ -359,6 +380,8 @@ def batch(
                 torch_threads=threads,
                 batch_key=key,
                 force=force,
+                reader=reader,
+                read_options=read_options,
                 retries=retries,
                 key=f"medrecon-{item.name}-{key}",  # the task's name on the dashboard
             ): item

@@ -8,7 +8,8 @@
 # (6-36 views), limited-angle CT (60-150 degrees) and known-kernel blur, one model.
 # restoration: the reference for operators the shipped Diff-Unfolding never saw (inpainting,
 # super-resolution, the test suite's pixel binning): a Diff-Unfolding model trained on those
-# (Gaussian conditioning; not shipped, benchmarks/quality.py --conditional compares the two).
+# (Gaussian conditioning; not shipped: benchmarks/conditional_out_of_range.py --part unseen
+# --restoration OUTDIR/diff-unfolding-restoration.json compares the two).
 # Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration] [options, e.g. --resume]
 set -euo pipefail
 out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both] [options]}

@@ -268,3 +268,35 @@ def test_an_item_whose_worker_dies_is_run_again_on_another(tmp_path):
         for process in processes:
             process.kill()
             process.wait(timeout=30)
+
+
+def test_files_of_a_reader_plugin_are_read_with_its_options(tmp_path):
+    """A cohort of fully sampled fastMRI files, undersampled on reading (-r acceleration=4), as
+    `medrecon reconstruct` does one; other options are another result, bad ones fail up front."""
+    from tests.helpers import write_fastmri_file
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_fastmri_file(folder / "file_brain_1.h5", slices=1, coils=4, encoded=(96, 112), recon=(48, 48))
+    args = ["batch", str(folder), "--reader", "fastmri", "-r", "acceleration=4", "--sampler", "cg"]
+    args += ["-p", "sampler.iterations=5", "-o", str(tmp_path / "out"), "--workers", "1"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "out" / "file_brain_1.json").read_text())
+    assert info["undersampled"]["acceleration_requested"] == 4.0 and "metrics_fastmri" in info
+    assert nib.load(str(tmp_path / "out" / "file_brain_1.nii.gz")).shape == (48, 48, 1)
+    recipe = {"sampler": {"name": "cg", "iterations": 5}}
+    again = batch(
+        [folder], recipe, tmp_path / "out", workers=1, reader="fastmri", read_options={"acceleration": 4}
+    )
+    assert again[0]["status"] == "skipped (done)"  # the same reading: resumed
+    # the reader auto-detected, another acceleration: another result
+    other = batch([folder], recipe, tmp_path / "out", workers=1, read_options={"acceleration": 2})
+    assert other[0]["status"] == "done"
+    info = json.loads((tmp_path / "out" / "file_brain_1.json").read_text())
+    assert info["undersampled"]["acceleration_requested"] == 2.0
+    with pytest.raises(InputError, match="accel"):
+        batch([folder], recipe, tmp_path / "bad", reader="fastmri", read_options={"accel": 4})
+    with pytest.raises(InputError, match="no reader named 'dicom-sr'"):
+        batch([folder], recipe, tmp_path / "bad", reader="dicom-sr")
+    assert not (tmp_path / "bad").exists()

@@ -330,6 +330,19 @@ def reconstruct(
 @click.option(
     "--retries", type=int, default=1, show_default=True, help="Retries of an item whose worker died."
 )
+@click.option(
+    "--reader",
+    "reader_name",
+    help="Read the inputs that are no volume with this reader plugin (default: as `reconstruct`).",
+)
+@click.option(
+    "-r",
+    "--read-option",
+    "read_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the inputs' reader, e.g. acceleration=4 (fully sampled fastMRI files).",
+)
 def batch(
     inputs,
     recipe,
@@ -347,6 +360,8 @@ def batch(
     force,
     dry_run,
     retries,
+    reader_name,
+    read_options,
 ) -> None:
     """Reconstruct a cohort on Dask: INPUTS are bundles (or files a reader plugin takes) or volumes
     (simulated with the recipe's [operator]), as paths, globs, folders or CSV manifests (columns path,
@@ -382,6 +397,8 @@ def batch(
             force=force,
             dry_run=dry_run,
             retries=retries,
+            reader=reader_name,
+            read_options=parse_assignments(read_options, "--read-option", "acceleration=4"),
             on_row=on_row,
             on_cluster=lambda link: console.print(f"dashboard: {link}"),
         )
