@@ -2,7 +2,7 @@
 
     python benchmarks/gaussian_oracle.py [--case ct-texton|brick] [--intensity grey255|unit]
                                          [--sigma 0.01 0.05] [--samples K] [--size N] [--steps T]
-                                         [--sampled-steps S] [--json PATH]
+                                         [--sampled-steps S] [--mmps-cg N ...] [--json PATH]
 
 Default case, Pierret and Galerne's setting: the ADSN model (a stationary Gaussian) of a real CT
 slice, the N x N centre of pydicom's `CT_small.dcm` with its stored values divided by 255, as an
@@ -148,6 +148,7 @@ def run_case(args, sigma: float) -> list[dict]:
         rows += linear_rows(args, steps, prior, problem, posterior, inputs, common)
     nonlinear = {
         "mmps (defaults)": MMPS(samples=args.samples),
+        **{f"mmps ({n} CG iterations)": MMPS(samples=args.samples, cg_iterations=n) for n in args.mmps_cg},
         "dps (Chung's rule, defaults)": DPS(samples=args.samples),
         "dds (defaults, gamma 0)": DDS(samples=args.samples),
         "dds (gamma 1, the reference's)": DDS(samples=args.samples, gamma=1.0),
@@ -239,6 +240,9 @@ def main() -> None:
         "--sampled-steps", type=int, default=100, help="steps of the sampled linear samplers (and their laws)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--mmps-cg", type=int, nargs="*", default=[], help="also sample MMPS with these CG iteration counts"
+    )
     args = parser.parse_args()
 
     rows = [row for sigma in args.sigma for row in run_case(args, sigma)]
