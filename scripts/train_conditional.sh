@@ -12,7 +12,7 @@
 # --restoration OUTDIR/diff-unfolding-restoration.json compares the two).
 # Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration] [options, e.g. --resume]
 set -euo pipefail
-out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both] [options]}
+out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration] [options]}
 which=${2:-both}
 shift $(( $# >= 2 ? 2 : 1 ))
 mkdir -p "$out"
@@ -20,24 +20,32 @@ data=$(python -c "from importlib.resources import files; print(files('nilearn.da
 template="$data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 notice="MNI ICBM152 2009a nonlinear symmetric T1 template (skull-stripped) and its grey- and white-matter \
 probability maps, as shipped in the nilearn wheel; see the brain-1mm card for the full notice."
-# The tasks in the order the shipped models were trained with (the order decides which task each
-# training step draws).
+# train NAME METHOD TASKS CONDITIONING STEPS SEED [options]. The tasks in the order the shipped
+# models were trained with (the order decides which task each training step draws).
 train() {
-  local name=$1 tasks=mri,ct-sparse,ct-limited,blur
-  local conditioning=flat
-  [[ $1 == bcdm ]] && name=bcdm-mri && tasks=mri
-  [[ $1 == restoration ]] && name=diff-unfolding-restoration && tasks=inpainting,super-resolution \
-    && conditioning=gaussian
-  medrecon train-conditional "$template" -o "$out/$name" --method "${1/restoration/diff-unfolding}" --tasks "$tasks" \
-    --conditioning "$conditioning" \
+  medrecon train-conditional "$template" -o "$out/$1" --method "$2" --tasks "$3" --conditioning "$4" \
     --tissue-map "$data/mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz" \
     --tissue-map "$data/mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz" \
     --holdout 80:96 --validation 120:128 --holdout-guard 4 \
-    --steps "$2" --batch-size 8 --lr 3e-4 --checkpoint-every 100 \
-    --seed 0 --device cpu --notice "$notice" "${@:3}"
+    --steps "$5" --batch-size 8 --lr 3e-4 --checkpoint-every 100 \
+    --seed "$6" --device cpu --notice "$notice" "${@:7}"
 }
-# The shipped weights: both trained side by side on this 2-core CPU (one torch thread each,
-# OMP_NUM_THREADS=1) in 50 minutes; BCDM stopped at 1800 steps, Diff-Unfolding at 1600.
-if [[ $which == bcdm || $which == both ]]; then train bcdm "${BCDM_STEPS:-1800}" "$@"; fi
-if [[ $which == diff-unfolding || $which == both ]]; then train diff-unfolding "${UNFOLDING_STEPS:-1600}" "$@"; fi
-if [[ $which == restoration ]]; then train restoration "${RESTORATION_STEPS:-1600}" "$@"; fi
+# A resumed stage continues from its own state, not from --init.
+init=(--init "$out/bcdm-mri-stage1.json")
+[[ " $* " == *" --resume "* ]] && init=()
+# The shipped weights, trained on this 2-core CPU (one torch thread each, OMP_NUM_THREADS=1, two
+# runs side by side). Diff-Unfolding: 1600 steps (50 minutes). BCDM in two stages: 1800 steps
+# from scratch (50 minutes; the release before this one shipped that stage as bcdm-mri), then
+# BCDM_FINETUNE_STEPS more from it with seed 1 (--init; its card's training.initialised_from
+# names the stage-1 model).
+if [[ $which == bcdm || $which == both ]]; then
+  train bcdm-mri-stage1 bcdm mri flat "${BCDM_STEPS:-1800}" 0 "$@"
+  train bcdm-mri bcdm mri flat "${BCDM_FINETUNE_STEPS:-2600}" 1 "${init[@]}" "$@"
+fi
+if [[ $which == diff-unfolding || $which == both ]]; then
+  train diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0 "$@"
+fi
+if [[ $which == restoration ]]; then
+  train diff-unfolding-restoration diff-unfolding inpainting,super-resolution gaussian \
+    "${RESTORATION_STEPS:-1600}" 0 "$@"
+fi
