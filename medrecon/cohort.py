@@ -301,13 +301,16 @@ def batch(
     within `connect_timeout` seconds is an InputError. `dry_run` returns the
     plan without running anything. `reader` and `read_options` say how the items that are no
     volume are read (`medrecon.load_bundle`'s; by default a medrecon bundle, else the first reader
-    plugin that takes the file); an unknown reader, or options it does not take, fail here. `on_row`
+    plugin that takes the file); a named reader that is unknown, or options it does not take, fail
+    here (with an auto-detected reader, bad options fail each item, recorded in its row). `on_row`
     sees each finished row; `on_cluster` the dashboard link.
     Ctrl-C cancels what has not finished and leaves a manifest saying what did."""
     from medrecon.host.plugin import default_host
     from medrecon.host.recipe import Recipe
 
     items = collect_items(inputs)
+    from medrecon.io import volume_format
+
     host = default_host()
     rec = Recipe.load(recipe).validate(host)  # a bad recipe fails here, before any cluster starts
     recipe_dict = rec.to_dict()
@@ -322,7 +325,8 @@ def batch(
     for item in items:
         item_seed = seed if item.seed is None else item.seed
         item_noise = noise_std if item.noise_std is None else item.noise_std
-        key = item_key(recipe_dict, item, item_seed, item_noise, reading)
+        is_volume = volume_format(item.path) is not None  # volumes are not read by a reader
+        key = item_key(recipe_dict, item, item_seed, item_noise, None if is_volume else reading)
         plan.append((item, item_seed, item_noise, key))
     if dry_run:
         return [

@@ -10,11 +10,11 @@
 # super-resolution, the test suite's pixel binning): a Diff-Unfolding model trained on those
 # (Gaussian conditioning; not shipped: benchmarks/conditional_out_of_range.py --part unseen
 # --restoration OUTDIR/diff-unfolding-restoration.json compares the two).
-# Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration] [options, e.g. --resume]
+# Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration]
+# (run it again to continue an interrupted training: each stage resumes from its checkpoint)
 set -euo pipefail
-out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration] [options]}
+out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration]}
 which=${2:-both}
-shift $(( $# >= 2 ? 2 : 1 ))
 mkdir -p "$out"
 data=$(python -c "from importlib.resources import files; print(files('nilearn.datasets') / 'data')")
 template="$data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -30,22 +30,36 @@ train() {
     --steps "$5" --batch-size 8 --lr 3e-4 --checkpoint-every 100 \
     --seed "$6" --device cpu --notice "$notice" "${@:7}"
 }
-# A resumed stage continues from its own state, not from --init.
-init=(--init "$out/bcdm-mri-stage1.json")
-[[ " $* " == *" --resume "* ]] && init=()
+# stage NAME METHOD TASKS CONDITIONING STEPS SEED [options for a fresh start]: a stage whose card
+# already has STEPS is done; one with a checkpoint (OUT/NAME.state.pt) resumes from it; otherwise
+# it starts, with the options (stage 2's --init). Re-running the script continues where it stopped.
+stage() {
+  local card="$out/$1.json"
+  if [[ -f $card ]] && python -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['training']['steps'] < $5)" "$card"; then
+    echo "$1: done ($5 steps)"
+  elif [[ -f "$out/$1.state.pt" ]]; then
+    train "${@:1:6}" --resume
+  else
+    train "$@"
+  fi
+}
 # The shipped weights, trained on this 2-core CPU (one torch thread each, OMP_NUM_THREADS=1, two
 # runs side by side). Diff-Unfolding: 1600 steps (50 minutes). BCDM in two stages: 1800 steps
 # from scratch (50 minutes; the release before this one shipped that stage as bcdm-mri), then
 # BCDM_FINETUNE_STEPS more from it with seed 1 (--init; its card's training.initialised_from
-# names the stage-1 model).
+# names the stage-1 model, bcdm-mri-stage1).
+case $which in
+  bcdm | diff-unfolding | both | restoration) ;;
+  *) echo "usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration]" >&2; exit 2 ;;
+esac
 if [[ $which == bcdm || $which == both ]]; then
-  train bcdm-mri-stage1 bcdm mri flat "${BCDM_STEPS:-1800}" 0 "$@"
-  train bcdm-mri bcdm mri flat "${BCDM_FINETUNE_STEPS:-2600}" 1 "${init[@]}" "$@"
+  stage bcdm-mri-stage1 bcdm mri flat "${BCDM_STEPS:-1800}" 0
+  stage bcdm-mri bcdm mri flat "${BCDM_FINETUNE_STEPS:-2600}" 1 --init "$out/bcdm-mri-stage1.json"
 fi
 if [[ $which == diff-unfolding || $which == both ]]; then
-  train diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0 "$@"
+  stage diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0
 fi
 if [[ $which == restoration ]]; then
-  train diff-unfolding-restoration diff-unfolding inpainting,super-resolution gaussian \
-    "${RESTORATION_STEPS:-1600}" 0 "$@"
+  stage diff-unfolding-restoration diff-unfolding inpainting,super-resolution gaussian \
+    "${RESTORATION_STEPS:-1600}" 0
 fi

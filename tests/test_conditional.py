@@ -134,6 +134,8 @@ def test_fine_tuning_starts_from_the_given_models_weights(volume, model, tmp_pat
         train(volume, tmp_path / "tuned", 2, tasks=["mri"], init=model, resume=True)
     with pytest.raises(medrecon.InputError, match="--init"):
         train(volume, tmp_path / "x", 2, tasks=["mri"], init=tmp_path / "missing.json")
+    with pytest.raises(medrecon.InputError, match="trained with gaussian conditioning"):
+        train(volume, tmp_path / "x", 2, tasks=["mri"], init=model, conditioning="flat")
     assert not (tmp_path / "x.json").exists()
 
 
@@ -159,6 +161,9 @@ def test_a_model_trains_on_operators_with_a_null_space(volume, tmp_path):
         )
     with pytest.raises(medrecon.InputError, match="--conditioning"):
         train(volume, tmp_path / "x", 2, tasks=["inpainting"], conditioning="uniform")
+    with pytest.raises(medrecon.InputError, match="factors must be among 2, 4, 8"):
+        options = {"super-resolution": {"factors": (2, 3)}}
+        train(volume, tmp_path / "x", 2, tasks=["super-resolution"], task_options=options)
 
 
 @pytest.mark.parametrize("shape", [(3, 61, 61), (2, 233, 197)])

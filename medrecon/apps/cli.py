@@ -77,6 +77,32 @@ def main(ctx: click.Context, no_plugins: bool, verbose: int) -> None:
     ctx.obj = {"no_plugins": no_plugins, "host": None}
 
 
+# ------------------------------------------------------------------------------ shared options
+
+
+def reader_options(what: str):
+    """--reader NAME and -r/--read-option KEY=VALUE (how `what` is read), for reconstruct and batch."""
+
+    def decorate(command):
+        command = click.option(
+            "-r",
+            "--read-option",
+            "read_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="An option of the file's reader (`medrecon plugins --describe READER` lists them), "
+            "e.g. acceleration=4 (fully sampled fastMRI files, undersampled on reading).",
+        )(command)
+        return click.option(
+            "--reader",
+            "reader_name",
+            help=f"Read {what} with this reader plugin (default: a medrecon bundle, else the first "
+            "reader that takes the file).",
+        )(command)
+
+    return decorate
+
+
 # ------------------------------------------------------------------------------------- plugins
 
 
@@ -226,20 +252,7 @@ def simulate(ctx, volume, out, operator_name, recipe, params, noise_std, seed, d
     default=None,
     help="Override the bundle's noise level (where a reader estimated it, the sidecar says how).",
 )
-@click.option(
-    "--reader",
-    "reader_name",
-    help="Read BUNDLE with this reader plugin (default: a medrecon bundle, else the first that takes it).",
-)
-@click.option(
-    "-r",
-    "--read-option",
-    "read_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An option of the file's reader (`medrecon plugins --describe READER` lists them), "
-    "e.g. acceleration=4.",
-)
+@reader_options("BUNDLE")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -330,19 +343,7 @@ def reconstruct(
 @click.option(
     "--retries", type=int, default=1, show_default=True, help="Retries of an item whose worker died."
 )
-@click.option(
-    "--reader",
-    "reader_name",
-    help="Read the inputs that are no volume with this reader plugin (default: as `reconstruct`).",
-)
-@click.option(
-    "-r",
-    "--read-option",
-    "read_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An option of the inputs' reader, e.g. acceleration=4 (fully sampled fastMRI files).",
-)
+@reader_options("the inputs that are no volume")
 def batch(
     inputs,
     recipe,
@@ -731,9 +732,9 @@ def _report_training(report) -> None:
 @click.option(
     "--conditioning",
     type=click.Choice(["gaussian", "flat"]),
-    default="gaussian",
-    show_default=True,
-    help="The network's start: Gaussian prior N(0, 1), or BCDM's flat prior (the shipped models).",
+    default=None,
+    help="The network's start: Gaussian prior N(0, 1) (default; with --init: that model's), or "
+    "BCDM's flat prior (the shipped models).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)

@@ -143,7 +143,7 @@ def train_conditional(
     resume: bool = False,
     architecture: dict[str, Any] | None = None,
     init: str | Path | None = None,
-    conditioning: str = "gaussian",
+    conditioning: str | None = None,
     data_notice: str = "",
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainingReport:
@@ -154,7 +154,8 @@ def train_conditional(
     its EMA from that model's weights, with its architecture (fine-tuning; not with `resume`).
     `conditioning` is the network's start: "gaussian" (prior N(0, 1), `prior_variance` 1 in the
     architecture: operators with a null space, e.g. inpainting, stay trainable) or "flat" (BCDM's;
-    the shipped models were trained so)."""
+    the shipped models were trained so); None: the `init` model's, else the architecture's, else
+    "gaussian"."""
     from medrecon.device import resolve_device
     from medrecon.prior_card import SCHEDULE, conditional_card, schedule_table
 
@@ -163,13 +164,21 @@ def train_conditional(
     check_training_options(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every, lr=lr)
     chosen = build_tasks(tuple(tasks or method_tasks(method)), task_options)
     start = initial_model(init, method, resume) if init else None
-    if conditioning not in CONDITIONINGS:
+    if conditioning is not None and conditioning not in CONDITIONINGS:
         raise InputError(f"--conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
     if start is not None:
         arch = json.loads(json.dumps(start.card["architecture"]))
+        own = "flat" if arch.get("prior_variance") is None else "gaussian"
+        if conditioning not in (None, own):
+            raise InputError(
+                f"--conditioning {conditioning}: the --init model {init} was trained with {own} "
+                "conditioning, which its weights expect; leave --conditioning out"
+            )
     else:
         arch = json.loads(json.dumps(architecture or UNROLLED_ARCHITECTURE))
-        arch.setdefault("prior_variance", CONDITIONINGS[conditioning])
+        if conditioning is not None:
+            arch["prior_variance"] = CONDITIONINGS[conditioning]
+        arch.setdefault("prior_variance", CONDITIONINGS["gaussian"])
     network_multiple = 2 ** (len(arch["unet"]["channels"]) - 1)
     native = native_training_data(
         volumes,

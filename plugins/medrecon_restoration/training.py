@@ -14,9 +14,10 @@ def _pick(u, options):
 def inpainting_task(missing: tuple[float, float] = (0.5, 0.8)) -> TrainingTask:
     """Random pixels, lines or 4-8 px boxes, a fraction `missing` LOW..HIGH of the pixels unseen."""
     lo, hi = missing
-    if not 0 <= lo <= hi < 1:
+    if not 0 <= lo <= hi <= 0.95:
         raise InputError(
-            f"inpainting task: missing must be LOW:HIGH with 0 <= LOW <= HIGH < 1, got {lo}:{hi}"
+            f"inpainting task: missing must be LOW:HIGH with 0 <= LOW <= HIGH <= 0.95 (some pixels "
+            f"must be seen), got {lo}:{hi}"
         )
 
     def draw(u):
@@ -36,12 +37,19 @@ def inpainting_task(missing: tuple[float, float] = (0.5, 0.8)) -> TrainingTask:
     )
 
 
+#: the factors a super-resolution task can take: divisors of 8, so that they divide the training
+#: patches and the validation slices (both multiples of the shipped networks' 8)
+FACTORS = (2, 4, 8)
+
+
 def super_resolution_task(factors: tuple[int, ...] = (2, 4)) -> TrainingTask:
-    """Block-average or antialiased decimation by one of `factors` (each must divide the training
-    patch sides, 64 and 96 by default)."""
+    """Block-average or antialiased decimation by one of `factors` (among 2, 4, 8); validated at
+    the largest."""
     factors = tuple(int(f) for f in factors)
-    if not factors or min(factors) < 2:
-        raise InputError(f"super-resolution task: factors must be integers >= 2, got {factors}")
+    if not factors or not set(factors) <= set(FACTORS):
+        raise InputError(
+            f"super-resolution task: factors must be among {', '.join(map(str, FACTORS))}, got {factors}"
+        )
 
     def draw(u):
         return {"name": "downsample", "factor": _pick(u, factors), "method": _pick(u, ("block", "gaussian"))}
@@ -50,5 +58,5 @@ def super_resolution_task(factors: tuple[int, ...] = (2, 4)) -> TrainingTask:
         "super-resolution",
         draw,
         {"operator": "downsample", "factor": list(factors), "method": ["block", "gaussian"]},
-        validation={"name": "downsample", "factor": 4},
+        validation={"name": "downsample", "factor": max(factors)},
     )
