@@ -9,15 +9,17 @@ DDIM step to t - 1 (eta 0 deterministic, 1 ancestral). Where they deviate from t
   Gaussian noise and trains an unrolled network per task; here the derivation is the model's
   Gaussian conditioning block (`medrecon.conditional`) and the network is trained per task by
   `medrecon train-conditional --method bcdm` (MRI 4-8x for the shipped `bcdm-mri`). The paper
-  samples ancestrally with its full schedule; the default here is 10 steps with eta = 1.
+  samples ancestrally with its full schedule; the default here is 5 steps with eta = 1.
 - Diff-Unfolding (2025) unrolls physics and learned blocks with a 47 M parameter network trained
   once across operators; the shipped model is much smaller (CPU-trained), its physics blocks
   taking any linear operator. Its default is one step: the model's posterior mean from x_T.
 
-Defaults were chosen on the validation slab (`python benchmarks/tune.py --case mri-4x --case
-ct-8view --slices 1 --conditional`, steps 1/5/10/20 x eta 0/1): BCDM on MRI 4x 29.86 dB at 10 steps
-(eta 1; 20 steps 29.84, eta 0 at most 29.58); Diff-Unfolding on MRI 4x 28.14 dB at 1 step (10
-steps: 27.58 with eta 1, 27.16 with eta 0) and on 8-view CT 22.79 at 1 step (10 steps, eta 1: 22.81).
+Defaults were chosen on the validation slab (`python benchmarks/tune.py --case mri-4x --case mri-8x
+--slices 1 --conditional bcdm-mri,diff-unfolding`, steps 1/5/10/20 x eta 0/1). BCDM (the fine-tuned
+bcdm-mri): 5 steps, eta 1, best on average (MRI 4x / 8x: 30.66 / 29.07 dB; 10 steps 30.76 / 28.77,
+20 steps 30.87 / 28.69, 1 step 30.12 / 28.90; eta 0 lower at every count above 1), in half the time
+of 10. Diff-Unfolding: 1 step (MRI 4x 28.14 dB, 10 steps 27.58 with eta 1, 27.16 with eta 0; MRI
+8x 26.69, 5 steps 25.99; 8-view CT 22.79, 10 steps with eta 1 22.81).
 More steps with eta = 1 draw posterior samples, whose spread (`samples = K`) is the std map; with one
 step the K results differ only by their starting noise.
 """
@@ -113,13 +115,13 @@ class ConditionalSampler(DiffusionSampler):
 class BCDM(ConditionalSampler):
     """Bayesian conditioned diffusion (Güngör, Bilecen, Çukur 2024): ancestral sampling (eta = 1)
     with a task-specific conditional model (prior `conditional`, weights 'bcdm-mri'). Defaults:
-    10 steps (30 network passes with the shipped 3-block model)."""
+    5 steps (15 network passes with the shipped 3-block model)."""
 
     method = "bcdm"
 
     def __init__(
         self,
-        steps: int = 10,
+        steps: int = 5,
         samples: int = 1,
         eta: float = 1.0,
         tv_z: float = 0.0,
