@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import copy
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -337,6 +337,11 @@ class TrainingTask:
     ranges: dict[str, Any]
     validation: dict[str, Any]
     noise: tuple[float, float] = (1e-3, 3e-2)
+
+    @staticmethod
+    def pick(uniform: Callable[[], float], options: Sequence[Any]) -> Any:
+        """One of `options`, each equally likely, for a `draw`."""
+        return options[min(int(uniform() * len(options)), len(options) - 1)]
 
 
 @dataclass(frozen=True)

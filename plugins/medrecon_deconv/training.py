@@ -22,18 +22,14 @@ KERNEL_ARCHITECTURE = {
 }
 
 
-def _pick(u, options):
-    return options[min(int(u() * len(options)), len(options) - 1)]
-
-
 def blur_task() -> TrainingTask:
     """Motion or anisotropic Gaussian blur, 5-9 px kernels, any angle, the kernel known."""
 
     def draw(u):
         return {
             "name": "blind-deconv",
-            "kernel_type": _pick(u, ("motion", "gaussian")),
-            "kernel_size": _pick(u, (5, 7, 9)),
+            "kernel_type": TrainingTask.pick(u, ("motion", "gaussian")),
+            "kernel_size": TrainingTask.pick(u, (5, 7, 9)),
             "sigma": [round(0.6 + 1.8 * u(), 2), round(0.6 + 1.8 * u(), 2)],
             "angle": round(180 * u()),
             "seed": int(u() * 1000),

@@ -5,10 +5,6 @@ from __future__ import annotations
 from medrecon import InputError, TrainingTask
 
 
-def _pick(u, options):
-    return options[min(int(u() * len(options)), len(options) - 1)]
-
-
 def mri_task(acceleration: tuple[float, float] = (4.0, 8.0)) -> TrainingTask:
     """4, 8 or 12 coils, equispaced or random line masks at `acceleration` LOW..HIGH."""
     lo, hi = acceleration
@@ -18,9 +14,9 @@ def mri_task(acceleration: tuple[float, float] = (4.0, 8.0)) -> TrainingTask:
     def draw(u):
         return {
             "name": "mri-multicoil",
-            "coils": _pick(u, (4, 8, 12)),
+            "coils": TrainingTask.pick(u, (4, 8, 12)),
             "acceleration": round(lo + (hi - lo) * u(), 1),
-            "mask_type": _pick(u, ("equispaced", "random")),
+            "mask_type": TrainingTask.pick(u, ("equispaced", "random")),
             "center_fraction": 0.08,
             "seed": int(u() * 1000),
         }

@@ -7,10 +7,6 @@ from __future__ import annotations
 from medrecon import InputError, TrainingTask
 
 
-def _pick(u, options):
-    return options[min(int(u() * len(options)), len(options) - 1)]
-
-
 def inpainting_task(missing: tuple[float, float] = (0.5, 0.8)) -> TrainingTask:
     """Random pixels, lines or 4-8 px boxes, a fraction `missing` LOW..HIGH of the pixels unseen."""
     lo, hi = missing
@@ -23,9 +19,9 @@ def inpainting_task(missing: tuple[float, float] = (0.5, 0.8)) -> TrainingTask:
     def draw(u):
         return {
             "name": "inpainting",
-            "mask_type": _pick(u, ("random", "lines", "boxes")),
+            "mask_type": TrainingTask.pick(u, ("random", "lines", "boxes")),
             "missing": round(lo + (hi - lo) * u(), 2),
-            "box": _pick(u, (4, 8)),
+            "box": TrainingTask.pick(u, (4, 8)),
             "seed": int(u() * 1000),
         }
 
@@ -52,7 +48,11 @@ def super_resolution_task(factors: tuple[int, ...] = (2, 4)) -> TrainingTask:
         )
 
     def draw(u):
-        return {"name": "downsample", "factor": _pick(u, factors), "method": _pick(u, ("block", "gaussian"))}
+        return {
+            "name": "downsample",
+            "factor": TrainingTask.pick(u, factors),
+            "method": TrainingTask.pick(u, ("block", "gaussian")),
+        }
 
     return TrainingTask(
         "super-resolution",
