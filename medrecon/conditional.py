@@ -59,6 +59,9 @@ UNROLLED_ARCHITECTURE: dict[str, Any] = {
         "num_head_channels": 32,
     },
 }
+#: the prior variance of the Gaussian conditioning (model units, images in [0, 1]): what the
+#: `conditional` prior uses where neither recipe nor card give one, and what new models train with
+GAUSSIAN_PRIOR_VARIANCE = 1.0
 #: the floor of the noise variance in the conditioning (model units): noiseless data still leave
 #: the least-squares fit a little regularised
 NOISE_FLOOR = 1e-6

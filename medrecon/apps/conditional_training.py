@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from medrecon.apps.training import TrainingReport, check_training_options, native_training_data, run_training
-from medrecon.conditional import UNROLLED_ARCHITECTURE, Condition, build_conditional
+from medrecon.conditional import GAUSSIAN_PRIOR_VARIANCE, UNROLLED_ARCHITECTURE, Condition, build_conditional
 from medrecon.contracts import TrainingTask
 from medrecon.errors import InputError, PluginError, listing
 from medrecon.host.plugin import PluginHost
@@ -35,7 +35,7 @@ from medrecon.host.plugin import PluginHost
 #: the methods: the same network, trained per task (bcdm) or across tasks (diff-unfolding)
 METHODS = ("bcdm", "diff-unfolding")
 #: the conditionings a model can be trained with: their prior variance (None: flat)
-CONDITIONINGS = {"gaussian": 1.0, "flat": None}
+CONDITIONINGS = {"gaussian": GAUSSIAN_PRIOR_VARIANCE, "flat": None}
 #: the diffusion times the validation loss is measured at, on each task's validation operator
 VALIDATION_TIMES = (999, 500, 150)
 

@@ -14,14 +14,18 @@ from typing import Literal
 import torch
 
 from medrecon import ConditionalPrior, InputError, Problem
-from medrecon.conditional import Condition, build_conditional, check_prior_variance, condition_of, min_size
+from medrecon.conditional import (
+    GAUSSIAN_PRIOR_VARIANCE,
+    Condition,
+    build_conditional,
+    check_prior_variance,
+    condition_of,
+    min_size,
+)
 from medrecon.prior_card import load_weights, schedule_table
 from medrecon_priors.network import load_card
 
 log = logging.getLogger(__name__)
-
-#: the conditioning's prior variance where neither the recipe nor the card gives one (model units)
-DEFAULT_PRIOR_VARIANCE = 1.0
 
 
 class Conditional(ConditionalPrior, torch.nn.Module):
@@ -65,7 +69,7 @@ class Conditional(ConditionalPrior, torch.nn.Module):
             self.network.prior_variance = None
         else:  # the recipe's, else the one the network was trained with (its card's), else the default
             self.network.prior_variance = (
-                prior_variance or self.network.prior_variance or DEFAULT_PRIOR_VARIANCE
+                prior_variance or self.network.prior_variance or GAUSSIAN_PRIOR_VARIANCE
             )
         load_weights(self.network, card_path.parent / card["weights"], card_path)
         self.network_passes = int(self.network.blocks)
