@@ -307,18 +307,15 @@ def batch(
     Ctrl-C cancels what has not finished and leaves a manifest saying what did."""
     from medrecon.host.plugin import default_host
     from medrecon.host.recipe import Recipe
+    from medrecon.io import volume_format
+    from medrecon.io.bundle import build_reader
 
     items = collect_items(inputs)
-    from medrecon.io import volume_format
-
     host = default_host()
     rec = Recipe.load(recipe).validate(host)  # a bad recipe fails here, before any cluster starts
     recipe_dict = rec.to_dict()
     if reader is not None:  # so does an unknown reader, or options it does not take
-        from medrecon.api import build_contribution
-        from medrecon.contracts import MeasurementReader
-
-        build_contribution("reader", reader, read_options or {}, MeasurementReader, host)
+        build_reader(reader, read_options or {}, host)
     reading = {"reader": reader, "options": dict(read_options or {})} if reader or read_options else None
     out = Path(out)
     plan = []

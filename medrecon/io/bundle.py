@@ -113,9 +113,9 @@ def load_bundle(
             raise InputError(
                 f"{bundle}; nor does an installed reader plugin take it (readers: {listing(readers)})"
             )
-        made = _reader(reader, options or {}, host)
+        made = build_reader(reader, options or {}, host)
     else:
-        made = _reader(reader, options or {}, host or default_host())
+        made = build_reader(reader, options or {}, host or default_host())
         if not made.accepts(path):
             raise InputError(f"{path} is not a file the '{reader}' reader takes")
     try:
@@ -161,13 +161,15 @@ def _bundle_or_why_not(path: Path, options: Mapping[str, Any] | None) -> Measure
 def _accepts(name: str, path: Path, host) -> bool:
     """Whether reader `name` takes the file; a reader that fails to look is skipped, and logged."""
     try:
-        return bool(_reader(name, {}, host).accepts(path))
+        return bool(build_reader(name, {}, host).accepts(path))
     except Exception as err:  # one broken plugin must not stop the others from reading
         log.warning("reader '%s' could not look at %s (%s: %s); skipped", name, path, type(err).__name__, err)
         return False
 
 
-def _reader(name: str, options: Mapping[str, Any], host):
+def build_reader(name: str, options: Mapping[str, Any], host):
+    """Reader plugin `name` built with `options`: an InputError for an unknown name or options it
+    does not take."""
     from medrecon.api import build_contribution
     from medrecon.contracts import MeasurementReader
 
