@@ -22,6 +22,7 @@ median absolute deviation of the real and imaginary parts, and the estimate is s
 
 from __future__ import annotations
 
+import inspect
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -306,8 +307,8 @@ class FastMRIReader(medrecon.MeasurementReader):
         if acceleration is not None:  # checked now, not after the whole file is read
             check_undersampling(acceleration, mask_type)
             return
-        defaults = {"center_fraction": None, "mask_type": "equispaced", "seed": 0}
-        given = [key for key, value in self.options.items() if value != defaults[key]]
+        defaults = inspect.signature(FastMRIReader).parameters  # the signature's own defaults
+        given = [key for key, value in self.options.items() if value != defaults[key].default]
         if given:
             raise InputError(
                 f"{', '.join(given)}: options of retrospective undersampling, which needs acceleration too"
