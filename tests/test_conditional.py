@@ -166,6 +166,20 @@ def test_a_model_trains_on_operators_with_a_null_space(volume, tmp_path):
         train(volume, tmp_path / "x", 2, tasks=["super-resolution"], task_options=options)
 
 
+def test_each_task_validates_on_an_operator_inside_its_training_range():
+    """A model trained outside the default ranges (e.g. MRI 10-14x as a reference for 12x) is
+    validated on an operator it trains on, not on the default 6x or 0-100 degrees."""
+    from medrecon_ct.training import ct_limited_task
+    from medrecon_mri.training import mri_task
+
+    for lo, hi in [(4.0, 8.0), (10.0, 14.0), (2.0, 3.0)]:
+        assert lo <= mri_task((lo, hi)).validation["acceleration"] <= hi
+    assert mri_task().validation["acceleration"] == 6.0
+    for lo, hi in [(60.0, 150.0), (30.0, 60.0), (120.0, 180.0)]:
+        assert lo <= ct_limited_task((lo, hi)).validation["angle_range"][1] <= hi
+    assert ct_limited_task().validation["angle_range"] == [0.0, 100.0]
+
+
 @pytest.mark.parametrize("shape", [(3, 61, 61), (2, 233, 197)])
 def test_both_samplers_run_on_odd_sizes_with_std_maps(model, shape):
     for sampler, operator in (("diff-unfolding", {"name": "ct-parallel", "views": 12}),):

@@ -32,5 +32,6 @@ def ct_limited_task(angle_span: tuple[float, float] = (60.0, 150.0)) -> Training
             "angle_step": 1.0,
         },
         {"operator": "ct-parallel", "angle_range_degrees": [lo, hi], "angle_step": 1.0},
-        validation={"name": "ct-parallel", "angle_range": [0.0, 100.0], "angle_step": 1.0},
+        # 0-100 degrees, or the nearest span of a range that excludes it
+        validation={"name": "ct-parallel", "angle_range": [0.0, min(max(100.0, lo), hi)], "angle_step": 1.0},
     )
