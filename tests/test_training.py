@@ -79,6 +79,28 @@ def test_a_resumed_run_takes_its_own_rate_and_decays_it_to_the_last_step(volume,
         train(volume, tmp_path / "q", steps=5, lr_decay="linear")
 
 
+def test_an_interrupted_decay_resumes_along_the_same_cosine(volume, tmp_path):
+    """A cosine run stopped at a checkpoint and resumed ends with the weights and rates of one that
+    ran straight through (the shipped conditional models finish this way)."""
+    from safetensors.torch import load_file
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_step_8(step, total, loss):
+        if step == 8:  # after the checkpoint at step 5, as a killed run
+            raise Interrupted
+
+    straight = train(volume, tmp_path / "straight", steps=15, lr_decay="cosine")
+    with pytest.raises(Interrupted):
+        train(volume, tmp_path / "resumed", steps=15, lr_decay="cosine", progress=stop_at_step_8)
+    resumed = train(volume, tmp_path / "resumed", steps=15, resume=True, lr_decay="cosine")
+    assert [e["lr"] for e in resumed.history] == [e["lr"] for e in straight.history]
+    a = load_file(str(tmp_path / "straight.safetensors"))
+    b = load_file(str(tmp_path / "resumed.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_bad_training_requests(volume, tmp_path):
     with pytest.raises(medrecon.InputError, match="nothing to resume"):
         train(volume, tmp_path / "none", steps=5, resume=True)

@@ -483,8 +483,10 @@ def fit_prior(
     merged into the prior card.
 
     `lr` holds for this run, resumed or not (a resumed optimizer keeps its moments, not its rate).
-    `lr_decay="cosine"` lowers it along a half cosine from `lr` at this run's first step to 1% of
-    `lr` at `steps`: the usual way to end a training, and to finish one that was resumed."""
+    `lr_decay="cosine"` lowers it along a half cosine from `lr` at the step the decay began to 1%
+    of `lr` at `steps`: the usual way to end a training, and to finish one that was resumed. A
+    decay begins at the first step of a run that asks for it, unless the run resumes one that was
+    already decaying: then it goes on along the same cosine, as if never interrupted."""
     from medrecon.device import resolve_device
     from medrecon.prior_card import schedule_table
 
@@ -565,7 +567,7 @@ def run_training(
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     state_path = out.with_suffix(".state.pt")
-    start_step, history = 0, []
+    start_step, history, decay_start = 0, [], 0
     if resume:
         if not state_path.is_file():
             raise InputError(f"nothing to resume: {state_path} does not exist")
@@ -577,6 +579,8 @@ def run_training(
         start_step, history = state["step"], state["history"]
         if start_step >= steps:
             raise InputError(f"{state_path} is already at step {start_step}; ask for more steps")
+        decay = state.get("decay", {"kind": "constant"})  # checkpoints before this key: constant
+        decay_start = decay["start"] if decay["kind"] == lr_decay != "constant" else start_step
     amp = dev.type == "cuda"
     began = time.perf_counter()
     loss_value, val_loss = float("nan"), None
@@ -584,7 +588,7 @@ def run_training(
         x0 = sample(gen).to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             value = loss(network, x0, gen)
-        rate = learning_rate(lr, lr_decay, step - start_step, steps - start_step)
+        rate = learning_rate(lr, lr_decay, step - decay_start, steps - decay_start)
         for group in optimizer.param_groups:
             group["lr"] = rate
         optimizer.zero_grad(set_to_none=True)
@@ -612,6 +616,7 @@ def run_training(
                         "generator": gen.get_state(),
                         "step": step + 1,
                         "history": history,
+                        "decay": {"kind": lr_decay, "start": decay_start},
                     },
                     tmp,
                 )
@@ -624,7 +629,7 @@ LR_DECAYS = ("constant", "cosine")
 
 
 def learning_rate(lr: float, decay: str, done: int, total: int) -> float:
-    """The learning rate after `done` of this run's `total` steps: constant, or a half cosine from
+    """The learning rate after `done` of the decay's `total` steps: constant, or a half cosine from
     `lr` down to 1% of it."""
     if decay == "constant" or total <= 1:
         return lr
