@@ -10,10 +10,14 @@
 # super-resolution, the test suite's pixel binning): a Diff-Unfolding model trained on those
 # (Gaussian conditioning; not shipped: benchmarks/conditional_out_of_range.py --part unseen
 # --restoration OUTDIR/diff-unfolding-restoration.json compares the two).
-# Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration]
+# out-of-range: the reference for operators outside the shipped models' training ranges (MRI 12x,
+# CT over 0-45 degrees): a Diff-Unfolding model trained on MRI 10-14x and CT spans of 30-60
+# degrees (not shipped: benchmarks/conditional_out_of_range.py --part range --trained
+# OUTDIR/diff-unfolding-out-of-range.json compares).
+# Usage: bash scripts/train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration|out-of-range]
 # (run it again to continue an interrupted training: each stage resumes from its checkpoint)
 set -euo pipefail
-out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration]}
+out=${1:?usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration|out-of-range]}
 which=${2:-both}
 mkdir -p "$out"
 data=$(python -c "from importlib.resources import files; print(files('nilearn.datasets') / 'data')")
@@ -30,36 +34,45 @@ train() {
     --steps "$5" --batch-size 8 --lr 3e-4 --checkpoint-every 100 \
     --seed "$6" --device cpu --notice "$notice" "${@:7}"
 }
-# stage NAME METHOD TASKS CONDITIONING STEPS SEED [options for a fresh start]: a stage whose card
-# already has STEPS is done; one with a checkpoint (OUT/NAME.state.pt) resumes from it; otherwise
-# it starts, with the options (stage 2's --init). Re-running the script continues where it stopped.
+# stage NAME METHOD TASKS CONDITIONING STEPS SEED INIT [options]: a stage whose card already has
+# STEPS is done; one with a checkpoint (OUT/NAME.state.pt) resumes from it (with the same options;
+# train-conditional refuses a resume whose tasks or ranges differ from the run's); otherwise it
+# starts, from the model INIT when one is given ("" for none: from scratch). Re-running the
+# script continues where it stopped.
 stage() {
-  local card="$out/$1.json"
+  local card="$out/$1.json" init=$7
   if [[ -f $card ]] && python -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['training']['steps'] < $5)" "$card"; then
     echo "$1: done ($5 steps)"
   elif [[ -f "$out/$1.state.pt" ]]; then
-    train "${@:1:6}" --resume
+    train "${@:1:6}" --resume "${@:8}"
   else
-    train "$@"
+    train "${@:1:6}" ${init:+--init "$init"} "${@:8}"
   fi
 }
 # The shipped weights, trained on this 2-core CPU (one torch thread each, OMP_NUM_THREADS=1, two
-# runs side by side). Diff-Unfolding: 1600 steps (50 minutes). BCDM in two stages: 1800 steps
-# from scratch (50 minutes; the release before this one shipped that stage as bcdm-mri), then
-# BCDM_FINETUNE_STEPS more from it with seed 1 (--init; its card's training.initialised_from
-# names the stage-1 model, bcdm-mri-stage1).
+# runs side by side). Diff-Unfolding: 1600 steps (50 minutes). BCDM in three stages: 1800 steps
+# from scratch (50 minutes; shipped as bcdm-mri two releases ago), BCDM_FINETUNE_STEPS more from
+# it with seed 1 (the previous release's bcdm-mri), then BCDM_FINAL_STEPS more with seed 2 and the
+# rate decaying along a cosine from 2e-4 (each card's training.initialised_from names the stage
+# it started from).
 case $which in
-  bcdm | diff-unfolding | both | restoration) ;;
-  *) echo "usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration]" >&2; exit 2 ;;
+  bcdm | diff-unfolding | both | restoration | out-of-range) ;;
+  *) echo "usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration|out-of-range]" >&2; exit 2 ;;
 esac
 if [[ $which == bcdm || $which == both ]]; then
-  stage bcdm-mri-stage1 bcdm mri flat "${BCDM_STEPS:-1800}" 0
-  stage bcdm-mri bcdm mri flat "${BCDM_FINETUNE_STEPS:-2600}" 1 --init "$out/bcdm-mri-stage1.json"
+  stage bcdm-mri-stage1 bcdm mri flat "${BCDM_STEPS:-1800}" 0 ""
+  stage bcdm-mri-stage2 bcdm mri flat "${BCDM_FINETUNE_STEPS:-2600}" 1 "$out/bcdm-mri-stage1.json"
+  stage bcdm-mri bcdm mri flat "${BCDM_FINAL_STEPS:-3600}" 2 "$out/bcdm-mri-stage2.json" \
+    --lr 2e-4 --lr-decay cosine
 fi
 if [[ $which == diff-unfolding || $which == both ]]; then
-  stage diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0
+  stage diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0 ""
 fi
 if [[ $which == restoration ]]; then
   stage diff-unfolding-restoration diff-unfolding inpainting,super-resolution gaussian \
-    "${RESTORATION_STEPS:-1600}" 0
+    "${RESTORATION_STEPS:-1600}" 0 ""
+fi
+if [[ $which == out-of-range ]]; then
+  stage diff-unfolding-out-of-range diff-unfolding mri,ct-limited flat "${OUT_OF_RANGE_STEPS:-1600}" 0 "" \
+    --task-option mri.acceleration=10:14 --task-option ct-limited.angle_span=30:60
 fi

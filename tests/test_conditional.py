@@ -139,6 +139,33 @@ def test_fine_tuning_starts_from_the_given_models_weights(volume, model, tmp_pat
     assert not (tmp_path / "x.json").exists()
 
 
+def test_a_resumed_run_keeps_its_conditioning_start_and_tasks(volume, model, tmp_path):
+    """Resuming a fine-tuning (no --init, no --conditioning: the script's resume) goes on training
+    the same model: flat conditioning stays flat, the card still names the start, and tasks or
+    ranges other than the run's are refused instead of silently training another model."""
+    options = {"mri": {"acceleration": (10.0, 14.0)}}
+    train(volume, tmp_path / "flat", 2, tasks=["mri"], task_options=options, conditioning="flat")
+    train(volume, tmp_path / "flat", 4, tasks=["mri"], task_options=options, resume=True)
+    card = json.loads((tmp_path / "flat.json").read_text())
+    assert card["architecture"]["prior_variance"] is None and card["training"]["steps"] == 4
+    train(volume, tmp_path / "tuned", 2, tasks=["mri"], init=model, seed=1)
+    train(volume, tmp_path / "tuned", 4, tasks=["mri"], seed=1, resume=True)
+    card = json.loads((tmp_path / "tuned.json").read_text())
+    assert card["training"]["initialised_from"]["model"] == "tiny"
+    with pytest.raises(medrecon.InputError, match="resume with the run's --tasks and --task-option"):
+        train(volume, tmp_path / "flat", 6, tasks=["mri"], resume=True)  # default range 4-8x
+    with pytest.raises(medrecon.InputError, match="trained with flat conditioning"):
+        train(
+            volume,
+            tmp_path / "flat",
+            6,
+            tasks=["mri"],
+            task_options=options,
+            resume=True,
+            conditioning="gaussian",
+        )
+
+
 def test_a_model_trains_on_operators_with_a_null_space(volume, tmp_path):
     """Inpainting and super-resolution see nothing of part of the image: with the default Gaussian
     conditioning their losses are those of images in [0, 1]; BCDM's flat one gives ~1e3."""

@@ -166,12 +166,14 @@ def train_conditional(
     start = initial_model(init, method, resume) if init else None
     if conditioning is not None and conditioning not in CONDITIONINGS:
         raise InputError(f"--conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
-    if start is not None:
-        arch = json.loads(json.dumps(start.card["architecture"]))
+    resumed = resumed_card(out, chosen) if resume else None
+    if start is not None or resumed is not None:
+        source = (start.card, f"the --init model {init}") if start else (resumed, f"the run in {out}")
+        arch = json.loads(json.dumps(source[0]["architecture"]))
         own = "flat" if arch.get("prior_variance") is None else "gaussian"
         if conditioning not in (None, own):
             raise InputError(
-                f"--conditioning {conditioning}: the --init model {init} was trained with {own} "
+                f"--conditioning {conditioning}: {source[1]} was trained with {own} "
                 "conditioning, which its weights expect; leave --conditioning out"
             )
     else:
@@ -235,6 +237,8 @@ def train_conditional(
                 "steps": start.card.get("training", {}).get("steps"),
                 "tasks": start.card.get("training", {}).get("tasks"),
             }
+        elif resumed is not None and "initialised_from" in resumed["training"]:
+            made["training"]["initialised_from"] = resumed["training"]["initialised_from"]
         return made
 
     return run_training(
@@ -254,6 +258,25 @@ def train_conditional(
         resume=resume,
         progress=progress,
     )
+
+
+def resumed_card(out: str | Path, tasks: Sequence[TrainingTask]) -> dict[str, Any] | None:
+    """The card the run being resumed wrote at its last checkpoint (None if there is none; then
+    `run_training` says there is nothing to resume). Its architecture and conditioning, and the
+    model it was initialised from, carry over; its tasks and their ranges must be the ones asked
+    for, or the resumed steps would train another model."""
+    path = Path(out).with_suffix(".json")
+    if not path.is_file():
+        return None
+    card = json.loads(path.read_text())
+    had = list(zip(card["training"]["tasks"], card["operators"], strict=True))
+    asked = [(t.name, json.loads(json.dumps(t.ranges))) for t in tasks]
+    if had != asked:
+        raise InputError(
+            f"--resume: the run in {path} trained on {json.dumps(had)}, this one asks for "
+            f"{json.dumps(asked)}: resume with the run's --tasks and --task-option"
+        )
+    return card
 
 
 def initial_model(init: str | Path, method: str, resume: bool):
