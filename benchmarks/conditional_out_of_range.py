@@ -2,12 +2,18 @@
 the held-out slab (1 mm), seeds 0-2. Prints a table (mean PSNR in dB, mean seconds per run of 2
 slices) and, with --json PATH, writes the rows.
 
-    python benchmarks/conditional_out_of_range.py [--part range|unseen|all] [--restoration CARD] [--json PATH]
+    python benchmarks/conditional_out_of_range.py [--part range|unseen|all] [--model CARD]
+        [--trained CARD] [--restoration CARD] [--json PATH]
 
-(`--part` defaults to `range`; `unseen` and `all` need `--restoration`.)
+(`--part` defaults to `range`; `unseen` and `all` need `--restoration`. `--model` is the
+Diff-Unfolding model under test, the shipped one by default: give the card of one trained as long as
+the reference models, e.g. the first stage of `scripts/train_conditional.sh`, for a comparison at
+equal training.)
 
 - `range`: outside the training ranges, MRI at 12x (trained 4-8x) and limited-angle CT over 0-45
-  degrees (trained 60-150), 233 x 197, against CG and (MRI) DDS + TV-z with the demo's 8x settings.
+  degrees (trained 60-150), 233 x 197, against CG, (MRI) DDS + TV-z with the demo's 8x settings
+  and, with `--trained`, a Diff-Unfolding model trained on those ranges (the card `bash
+  scripts/train_conditional.sh OUT out-of-range` writes: MRI 10-14x, CT spans of 30-60 degrees).
 - `unseen`: operators the shipped Diff-Unfolding never saw (inpainting 70%, super-resolution 4x
   and the test suite's third-party pixel binning 2x, `tests/plugin_dists/medrecon-example`; the
   slices cropped to 232 x 196, a multiple of both factors), against a Diff-Unfolding model trained
@@ -70,14 +76,20 @@ def run(recipe: dict, data, seed: int):
     return sampler.run(data, prior, seed=seed)
 
 
-def range_cases(slices: np.ndarray):
+def range_cases(slices: np.ndarray, model: str, trained: str | None):
     mri8 = [c for c in cases() if c.name == "mri-8x"][0]
     dds = [m for m in mri8.methods if m.recipe and m.recipe.get("sampler", {}).get("name") == "dds"]
-    unfolding = {"prior": {"name": "conditional"}, "sampler": {"name": "diff-unfolding"}}
+    unfolding = {"prior": {"name": "conditional", "weights": model}, "sampler": {"name": "diff-unfolding"}}
     bcdm = {"prior": {"name": "conditional", "weights": "bcdm-mri"}, "sampler": {"name": "bcdm"}}
     mri = {"cg": {"sampler": {"name": "cg"}}, "Diff-Unfolding": unfolding, "BCDM": bcdm}
     mri["DDS + TV-z (8x settings)"] = dds[0].recipe
     ct = {"cg": {"sampler": {"name": "cg"}}, "Diff-Unfolding": unfolding}
+    if trained:
+        reference = {
+            "prior": {"name": "conditional", "weights": trained},
+            "sampler": {"name": "diff-unfolding"},
+        }
+        mri["Diff-Unfolding trained on 10-14x"] = ct["Diff-Unfolding trained on 30-60 deg"] = reference
     ct_op = {"name": "ct-parallel", "angle_range": [0.0, 45.0], "angle_step": 1.0}
     return [
         ("MRI 12x (trained 4-8x)", slices, {**mri8.operator, "acceleration": 12}, mri8.noise_std, mri),
@@ -85,12 +97,12 @@ def range_cases(slices: np.ndarray):
     ]
 
 
-def unseen_cases(slices: np.ndarray, restoration: str):
+def unseen_cases(slices: np.ndarray, model: str, restoration: str):
     cropped = np.ascontiguousarray(slices[:, :232, :196])
     methods = {
         "cg": {"sampler": {"name": "cg"}},
-        "Diff-Unfolding (shipped, never saw it)": {
-            "prior": {"name": "conditional"},
+        "Diff-Unfolding (never saw it)": {
+            "prior": {"name": "conditional", "weights": model},
             "sampler": {"name": "diff-unfolding"},
         },
         "Diff-Unfolding trained on restoration": {
@@ -108,20 +120,24 @@ def unseen_cases(slices: np.ndarray, restoration: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["range", "unseen", "all"], default="range")
+    parser.add_argument("--model", default="diff-unfolding", help="the Diff-Unfolding model under test")
     parser.add_argument("--restoration", default=None, help="card of a model trained on restoration")
+    parser.add_argument(
+        "--trained", default=None, help="card of a model trained on the out-of-range operators"
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     slices = brain_sample("1mm")[0][7:9]
     chosen = []
     if args.part in ("range", "all"):
-        chosen += range_cases(slices)
+        chosen += range_cases(slices, args.model, args.trained)
     if args.part in ("unseen", "all"):
         if not args.restoration:
             parser.error(
                 "--part unseen needs --restoration CARD (scripts/train_conditional.sh OUT restoration)"
             )
-        chosen += unseen_cases(slices, args.restoration)
+        chosen += unseen_cases(slices, args.model, args.restoration)
     table: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for label, truth, operator, noise, methods in chosen:
         for seed in range(args.seeds):

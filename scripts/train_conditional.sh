@@ -50,7 +50,10 @@ stage() {
   fi
 }
 # The shipped weights, trained on this 2-core CPU (one torch thread each, OMP_NUM_THREADS=1, two
-# runs side by side). Diff-Unfolding: 1600 steps (50 minutes). BCDM in three stages: 1800 steps
+# runs side by side). Diff-Unfolding in two stages: 1600 steps from scratch (50 minutes; shipped
+# as diff-unfolding in the previous release, and trained as long as the restoration and
+# out-of-range references below), then UNFOLDING_FINAL_STEPS more with seed 1 and the rate
+# decaying along a cosine from 2e-4. BCDM in three stages: 1800 steps
 # from scratch (50 minutes; shipped as bcdm-mri two releases ago), BCDM_FINETUNE_STEPS more from
 # it with seed 1 (the previous release's bcdm-mri), then BCDM_FINAL_STEPS more with seed 2 and the
 # rate decaying along a cosine from 2e-4 (each card's training.initialised_from names the stage
@@ -66,7 +69,9 @@ if [[ $which == bcdm || $which == both ]]; then
     --lr 2e-4 --lr-decay cosine
 fi
 if [[ $which == diff-unfolding || $which == both ]]; then
-  stage diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0 ""
+  stage diff-unfolding-stage1 diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0 ""
+  stage diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_FINAL_STEPS:-1800}" 1 \
+    "$out/diff-unfolding-stage1.json" --lr 2e-4 --lr-decay cosine
 fi
 if [[ $which == restoration ]]; then
   stage diff-unfolding-restoration diff-unfolding inpainting,super-resolution gaussian \
