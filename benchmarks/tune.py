@@ -150,12 +150,14 @@ CONDITIONAL_GRID = [(steps, eta, 1) for steps in (1, 5, 10, 20) for eta in (0.0,
 BCDM_AVERAGING = [(2, 1.0, 3), (3, 1.0, 2), (5, 1.0, 2)]
 
 
-def conditional_sweep(case: str, weights: list[str], run) -> list[dict]:
-    """BCDM (MRI cases) and Diff-Unfolding over CONDITIONAL_GRID; the best row of each."""
+def conditional_sweep(case: str, weights: list[str], run, only: list[str]) -> list[dict]:
+    """BCDM (MRI cases) and Diff-Unfolding (or only those named in `only`) over CONDITIONAL_GRID;
+    the best row of each."""
     bcdm, unfolding = weights
     methods = [("Diff-Unfolding", "diff-unfolding", unfolding)]
     if case.startswith("mri"):
         methods.insert(0, ("BCDM", "bcdm", bcdm))
+    methods = [m for m in methods if not only or m[0] in only]
     best = []
     for label, sampler, card in methods:
         rows = []
@@ -209,7 +211,7 @@ def main() -> None:
 
         if args.conditional:
             if phase == "none":
-                for row in conditional_sweep(case, args.conditional.split(","), run):
+                for row in conditional_sweep(case, args.conditional.split(","), run, args.method):
                     print(f"BEST {case} {row['method']}: {row['setting']} {row['psnr_db']} dB", flush=True)
             continue
         for method, options in baselines(case).items():
