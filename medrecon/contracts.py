@@ -343,6 +343,12 @@ class TrainingTask:
         """One of `options`, each equally likely, for a `draw`."""
         return options[min(int(uniform() * len(options)), len(options) - 1)]
 
+    @staticmethod
+    def within(value: Any, low: Any, high: Any) -> Any:
+        """`value`, or the nearest end of LOW..HIGH when it lies outside: a task's usual validation
+        setting, kept inside the range the task trains on."""
+        return min(max(value, low), high)
+
 
 @dataclass(frozen=True)
 class TrainingImages:

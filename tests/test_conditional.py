@@ -207,6 +207,15 @@ def test_each_task_validates_on_an_operator_inside_its_training_range():
     assert ct_limited_task().validation["angle_range"] == [0.0, 100.0]
 
 
+def test_sparse_view_and_inpainting_tasks_validate_inside_their_ranges_too():
+    from medrecon_ct.training import ct_sparse_task
+    from medrecon_restoration.training import inpainting_task
+
+    assert ct_sparse_task((40, 60)).validation["views"] == 40 and ct_sparse_task().validation["views"] == 12
+    assert inpainting_task((0.2, 0.4)).validation["missing"] == 0.4
+    assert inpainting_task().validation["missing"] == 0.7
+
+
 @pytest.mark.parametrize("shape", [(3, 61, 61), (2, 233, 197)])
 def test_both_samplers_run_on_odd_sizes_with_std_maps(model, shape):
     for sampler, operator in (("diff-unfolding", {"name": "ct-parallel", "views": 12}),):

@@ -15,7 +15,7 @@ def ct_sparse_task(views: tuple[int, int] = (6, 36)) -> TrainingTask:
         "ct-sparse",
         lambda u: {"name": "ct-parallel", "views": int(lo + (hi - lo + 1) * u())},
         {"operator": "ct-parallel", "views": [lo, hi]},
-        validation={"name": "ct-parallel", "views": 12},
+        validation={"name": "ct-parallel", "views": TrainingTask.within(12, lo, hi)},
     )
 
 
@@ -32,6 +32,9 @@ def ct_limited_task(angle_span: tuple[float, float] = (60.0, 150.0)) -> Training
             "angle_step": 1.0,
         },
         {"operator": "ct-parallel", "angle_range_degrees": [lo, hi], "angle_step": 1.0},
-        # 0-100 degrees, or the nearest span of a range that excludes it
-        validation={"name": "ct-parallel", "angle_range": [0.0, min(max(100.0, lo), hi)], "angle_step": 1.0},
+        validation={
+            "name": "ct-parallel",
+            "angle_range": [0.0, TrainingTask.within(100.0, lo, hi)],
+            "angle_step": 1.0,
+        },
     )

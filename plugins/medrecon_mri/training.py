@@ -26,6 +26,10 @@ def mri_task(acceleration: tuple[float, float] = (4.0, 8.0)) -> TrainingTask:
         "mri",
         draw,
         {"operator": "mri-multicoil", **ranges},
-        # 6x, or the nearest acceleration of a range that excludes it
-        validation={"name": "mri-multicoil", "coils": 8, "acceleration": min(max(6.0, lo), hi), "seed": 0},
+        validation={
+            "name": "mri-multicoil",
+            "coils": 8,
+            "acceleration": TrainingTask.within(6.0, lo, hi),
+            "seed": 0,
+        },
     )

@@ -29,7 +29,7 @@ def inpainting_task(missing: tuple[float, float] = (0.5, 0.8)) -> TrainingTask:
         "inpainting",
         draw,
         {"operator": "inpainting", "missing": [lo, hi], "mask_type": ["random", "lines", "boxes"]},
-        validation={"name": "inpainting", "missing": 0.7, "seed": 1},
+        validation={"name": "inpainting", "missing": TrainingTask.within(0.7, lo, hi), "seed": 1},
     )
 
 
