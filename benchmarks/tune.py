@@ -145,7 +145,7 @@ def evaluate(m, truth, case, method, label, recipe, external, device) -> dict:
 
 
 #: the conditional samplers' settings tried: (steps, eta, samples), steps x eta with one sample,
-#: then for BCDM a few runs that average samples in about the time of its 5 steps (2 x 3, 3 x 2)
+#: then for BCDM runs that average samples (2 x 3 and 3 x 2 in about the time of 5 x 1; 5 x 2)
 CONDITIONAL_GRID = [(steps, eta, 1) for steps in (1, 5, 10, 20) for eta in (0.0, 1.0)]
 BCDM_AVERAGING = [(2, 1.0, 3), (3, 1.0, 2), (5, 1.0, 2)]
 

@@ -168,12 +168,12 @@ def train_conditional(
         raise InputError(f"--conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
     resumed = resumed_card(out, chosen) if resume else None
     if start is not None or resumed is not None:
-        source = (start.card, f"the --init model {init}") if start else (resumed, f"the run in {out}")
-        arch = json.loads(json.dumps(source[0]["architecture"]))
+        base, named = (start.card, f"the --init model {init}") if start else (resumed, f"the run in {out}")
+        arch = json.loads(json.dumps(base["architecture"]))
         own = "flat" if arch.get("prior_variance") is None else "gaussian"
         if conditioning not in (None, own):
             raise InputError(
-                f"--conditioning {conditioning}: {source[1]} was trained with {own} "
+                f"--conditioning {conditioning}: {named} was trained with {own} "
                 "conditioning, which its weights expect; leave --conditioning out"
             )
     else:

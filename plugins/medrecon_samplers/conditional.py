@@ -19,7 +19,7 @@ Defaults were chosen on the validation slab (`python benchmarks/tune.py --case m
 3 x 2 and 5 x 2 steps x samples averaged). BCDM (bcdm-mri after its third stage): the mean of 3
 samples of 2 steps, eta 1, best on average (MRI 4x / 8x: 30.95 / 29.57 dB; 5 steps, one sample
 30.78 / 29.17; 20 steps 31.10 / 29.07; 1 step 30.65 / 29.34; eta 0 lower at every count above 1),
-in 1.2 times the time of 5 steps. Diff-Unfolding: 1 step (MRI 4x 28.14 dB, 10 steps 27.58 with
+in 1.2-1.3 times the time of 5 steps. Diff-Unfolding: 1 step (MRI 4x 28.14 dB, 10 steps 27.58 with
 eta 1, 27.16 with eta 0; MRI 8x 26.69, 5 steps 25.99; 8-view CT 22.79, 10 steps with eta 1 22.81;
 measured on its first stage).
 More steps with eta = 1 draw posterior samples, whose spread (`samples = K`) is the std map; with one
