@@ -128,24 +128,25 @@ def with_weights(case, weights: str):
 def with_conditional(case, bcdm: str, unfolding: str):
     """The case with the conditional models added (issue 13): BCDM (weights `bcdm`, trained on MRI
     4-8x) on the real-valued MRI cases, Diff-Unfolding (weights `unfolding`) on every case but the
-    complex one (both models take real images). On the blind deblurring case Diff-Unfolding gets
-    the operator with the true kernel, as the "TV, true kernel" baseline does."""
-    from medrecon.apps.demo import Method
+    complex one (both models take real images), each with its sampler's defaults (slice by slice)
+    and with TV along z (`TUNED`). On the blind deblurring case Diff-Unfolding gets the operator
+    with the true kernel, as the "TV, true kernel" baseline does."""
+    from medrecon.apps.demo import TUNED, Method
 
     if case.phase != "none":
         return case
-    extra = []
-    if case.operator["name"] == "mri-multicoil":
-        extra.append(
-            Method(
-                "BCDM",
-                {"prior": {"name": "conditional", "weights": bcdm}, "sampler": {"name": "bcdm"}},
-                diffusion=True,
-            )
-        )
-    label = "Diff-Unfolding" + (", true kernel" if case.operator["name"] == "blind-deconv" else "")
-    recipe = {"prior": {"name": "conditional", "weights": unfolding}, "sampler": {"name": "diff-unfolding"}}
-    extra.append(Method(label, recipe, diffusion=True))
+
+    def methods(label: str, sampler: str, weights: str) -> list:
+        prior = {"name": "conditional", "weights": weights}
+        tv_z = {"name": sampler, **TUNED[f"{sampler}-tv-z"]}
+        return [
+            Method(label, {"prior": prior, "sampler": {"name": sampler}}, diffusion=True),
+            Method(f"{label} + TV-z", {"prior": prior, "sampler": tv_z}, diffusion=True),
+        ]
+
+    extra = methods("BCDM", "bcdm", bcdm) if case.operator["name"] == "mri-multicoil" else []
+    true_kernel = ", true kernel" if case.operator["name"] == "blind-deconv" else ""
+    extra += methods("Diff-Unfolding" + true_kernel, "diff-unfolding", unfolding)
     return replace(case, methods=(*case.methods, *extra))
 
 

@@ -1,7 +1,7 @@
 """How the demo's hyperparameters were chosen: sweeps on the validation slab, never on the test slab.
 
     python benchmarks/tune.py [--case NAME ...] [--slices N] [--steps N] [--json PATH] [--device D]
-                              [--conditional [BCDM,UNFOLDING]]
+                              [--conditional [BCDM,UNFOLDING] [--data-consistency]]
 
 The `brain-1mm` prior was trained with two axial slabs of the MNI152 template cut out (each with 4
 guard slices): the test slab (slices 80-95, the shipped sample, what `benchmarks/quality.py` and
@@ -144,15 +144,31 @@ def evaluate(m, truth, case, method, label, recipe, external, device) -> dict:
     return row
 
 
-#: the conditional samplers' settings tried: (steps, eta, samples), steps x eta with one sample,
-#: then for BCDM runs that average samples (2 x 3 and 3 x 2 in about the time of 5 x 1; 5 x 2)
-CONDITIONAL_GRID = [(steps, eta, 1) for steps in (1, 5, 10, 20) for eta in (0.0, 1.0)]
-BCDM_AVERAGING = [(2, 1.0, 3), (3, 1.0, 2), (5, 1.0, 2)]
+#: the conditional samplers' settings tried: steps x eta with one sample, then for BCDM runs that
+#: average samples (2 x 3 and 3 x 2 in about the time of 5 x 1; 5 x 2), then both with a
+#: data-consistency step after each network estimate (2D: CG only; volumes: one ADMM iteration
+#: with TV along z, weight tv_z; eta 1, one sample unless said; `result` "denoised" returns the
+#: last network estimate instead of its refinement)
+CONDITIONAL_GRID = [
+    {"steps": steps, "eta": eta, "samples": 1} for steps in (1, 5, 10, 20) for eta in (0.0, 1.0)
+]
+BCDM_AVERAGING = [{"steps": steps, "eta": 1.0, "samples": k} for steps, k in ((2, 3), (3, 2), (5, 2))]
+DATA_CONSISTENCY_GRID = [
+    *(
+        {"data_consistency": True, "steps": steps, "samples": k}
+        for steps, k in ((2, 3), (1, 1), (3, 1), (5, 1))
+    ),
+    {"data_consistency": True, "steps": 10, "samples": 1},
+    {"data_consistency": True, "steps": 5, "samples": 1, "result": "denoised"},
+    *({"tv_z": w, "steps": steps, "samples": 1} for w in (0.0005, 0.001, 0.002) for steps in (5, 10)),
+    {"tv_z": 0.0005, "steps": 10, "samples": 1, "result": "denoised"},
+    {"tv_z": 0.0005, "steps": 5, "samples": 2},
+]
 
 
-def conditional_sweep(case: str, weights: list[str], run, only: list[str]) -> list[dict]:
-    """BCDM (MRI cases) and Diff-Unfolding (or only those named in `only`) over CONDITIONAL_GRID;
-    the best row of each."""
+def conditional_sweep(case: str, weights: list[str], run, only: list[str], consistency: bool) -> list[dict]:
+    """BCDM (MRI cases) and Diff-Unfolding (or only those named in `only`) over CONDITIONAL_GRID
+    (and with `consistency` DATA_CONSISTENCY_GRID); the best row of each."""
     bcdm, unfolding = weights
     methods = [("Diff-Unfolding", "diff-unfolding", unfolding)]
     if case.startswith("mri"):
@@ -161,8 +177,8 @@ def conditional_sweep(case: str, weights: list[str], run, only: list[str]) -> li
     best = []
     for label, sampler, card in methods:
         rows = []
-        for steps, eta, samples in CONDITIONAL_GRID + (BCDM_AVERAGING if sampler == "bcdm" else []):
-            params = {"steps": steps, "eta": eta, "samples": samples}
+        averaging = BCDM_AVERAGING if sampler == "bcdm" else []
+        for params in CONDITIONAL_GRID + averaging + (DATA_CONSISTENCY_GRID if consistency else []):
             recipe = {
                 "prior": {"name": "conditional", "weights": card},
                 "sampler": {"name": sampler, **params},
@@ -193,6 +209,11 @@ def main() -> None:
         metavar="BCDM,UNFOLDING",
         help="sweep the conditional samplers' steps and eta instead (their weights optional)",
     )
+    parser.add_argument(
+        "--data-consistency",
+        action="store_true",
+        help="with --conditional: also try a data-consistency step (and TV along z) after each estimate",
+    )
     args = parser.parse_args()
     import medrecon
 
@@ -211,7 +232,9 @@ def main() -> None:
 
         if args.conditional:
             if phase == "none":
-                for row in conditional_sweep(case, args.conditional.split(","), run, args.method):
+                for row in conditional_sweep(
+                    case, args.conditional.split(","), run, args.method, args.data_consistency
+                ):
                     print(f"BEST {case} {row['method']}: {row['setting']} {row['psnr_db']} dB", flush=True)
             continue
         for method, options in baselines(case).items():

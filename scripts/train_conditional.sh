@@ -70,8 +70,10 @@ if [[ $which == bcdm || $which == both ]]; then
 fi
 if [[ $which == diff-unfolding || $which == both ]]; then
   stage diff-unfolding-stage1 diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0 ""
-  stage diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_FINAL_STEPS:-1800}" 1 \
+  stage diff-unfolding-stage2 diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_SECOND_STEPS:-1800}" 1 \
     "$out/diff-unfolding-stage1.json" --lr 2e-4 --lr-decay cosine
+  stage diff-unfolding diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_FINAL_STEPS:-1800}" 2 \
+    "$out/diff-unfolding-stage2.json" --lr 1.5e-4 --lr-decay cosine
 fi
 if [[ $which == restoration ]]; then
   stage diff-unfolding-restoration diff-unfolding inpainting,super-resolution gaussian \

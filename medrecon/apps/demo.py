@@ -240,6 +240,10 @@ TUNED: dict = {
     "blind-tv": 0.001,
     # the reference code's form, 100 steps (its zeta of 1 at 1000 steps grows about as 1 / steps)
     "blind-dps": {"form": "reference", "zeta": 12.0, "kernel_zeta": 0.03},
+    # the conditional samplers on volumes (benchmarks/quality.py --conditional; tune.py --conditional
+    # --data-consistency): each estimate refined by one ADMM iteration with TV along z
+    "bcdm-tv-z": {"steps": 10, "samples": 1, "tv_z": 0.001},
+    "diff-unfolding-tv-z": {"steps": 10, "tv_z": 0.002},
 }
 
 CASE_NAMES = (

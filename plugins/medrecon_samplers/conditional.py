@@ -1,27 +1,32 @@
 """Samplers for conditional models (prior `conditional`): BCDM and Diff-Unfolding.
 
 Both run the reverse diffusion with the model's posterior mean E[x0 | x_t, y] in place of an
-unconditional Tweedie estimate: no guidance term, no network gradient. Each step is x0 =
-model(x_t, t, y), optionally one ADMM iteration with TV along z on it (volumes, as in DDS), then a
-DDIM step to t - 1 (eta 0 deterministic, 1 ancestral). Where they deviate from their papers:
+unconditional Tweedie estimate: no guidance term, no network gradient. Each step is x0_hat =
+model(x_t, t, y), then (`data_consistency`, the default) `cg_iterations` of CG on (A^H A + gamma I)
+x = A^H y + gamma x0_hat from x0_hat, as in DDS, or for volumes with `tv_z` > 0 one warm-started
+ADMM iteration with TV along z instead, then a DDIM step to t - 1 from the refined x0 (eta 0
+deterministic, 1 ancestral). `result` = "refined" (default) returns the last refined x0,
+"denoised" the network's last estimate before it (smoother: it has not fitted the noise). Where
+they deviate from their papers:
 
 - BCDM (Güngör, Bilecen, Çukur 2024, arXiv 2406.09768) derives the conditional score under
   Gaussian noise and trains an unrolled network per task; here the derivation is the model's
   Gaussian conditioning block (`medrecon.conditional`) and the network is trained per task by
   `medrecon train-conditional --method bcdm` (MRI 4-8x for the shipped `bcdm-mri`). The paper
-  samples ancestrally with its full schedule; the default here averages 3 samples of 2 steps, eta = 1.
+  samples ancestrally with its full schedule and has no data-consistency step outside its network;
+  the default here averages 3 samples of 2 steps, eta = 1, each estimate refined by CG.
 - Diff-Unfolding (2025) unrolls physics and learned blocks with a 47 M parameter network trained
   once across operators; the shipped model is much smaller (CPU-trained), its physics blocks
-  taking any linear operator. Its default is one step: the model's posterior mean from x_T.
+  taking any linear operator. The paper takes the network's estimate as it is; the default here
+  is 3 steps, each estimate refined by CG.
 
 Defaults were chosen on the validation slab (`python benchmarks/tune.py --case mri-4x --case mri-8x
---slices 1 --conditional bcdm-mri,diff-unfolding`, steps 1/5/10/20 x eta 0/1, and for BCDM 2 x 3,
-3 x 2 and 5 x 2 steps x samples averaged). BCDM (bcdm-mri after its third stage): the mean of 3
-samples of 2 steps, eta 1, best on average (MRI 4x / 8x: 30.95 / 29.57 dB; 5 steps, one sample
-30.78 / 29.17; 20 steps 31.10 / 29.07; 1 step 30.65 / 29.34; eta 0 lower at every count above 1),
-in 1.2-1.3 times the time of 5 steps. Diff-Unfolding: 1 step (MRI 4x 28.14 dB, 10 steps 27.58 with
-eta 1, 27.16 with eta 0; MRI 8x 26.69, 5 steps 25.99; 8-view CT 22.79, 10 steps with eta 1 22.81;
-measured on its first stage).
+--case ct-8view --conditional bcdm-mri,diff-unfolding --data-consistency`, 2 slices; the grids are
+in that script). BCDM (bcdm-mri): 3 samples of 2 steps with CG, MRI 4x / 8x 31.86 / 29.88 dB,
+against 31.05 / 29.51 without CG, 5 steps with CG 31.76 / 29.54, 10 steps 31.90 / 29.51; on
+volumes with TV along z (`tv_z` 0.001, 10 steps, one sample, what `medrecon.apps.demo.TUNED` holds)
+32.72 / 30.09, where DDS + TV-z reaches 32.01 / 29.82 on the same slices. Diff-Unfolding:
+DIFF_UNFOLDING_TUNING.
 More steps with eta = 1 draw posterior samples, whose spread (`samples = K`) is the std map; with one
 step the K results differ only by their starting noise.
 """
@@ -46,9 +51,10 @@ from medrecon_samplers.diffusion_steps import DiffusionSampler, begin_run, check
 
 
 class ConditionalSampler(DiffusionSampler):
-    """The reverse diffusion of a conditional model (module docstring). `tv_z` > 0 (volumes) adds
-    one warm-started ADMM iteration with TV along z to each posterior-mean estimate (`cg_iterations`
-    of CG inside, penalty `rho`, both weights in units of ||A||^2)."""
+    """The reverse diffusion of a conditional model (module docstring). `data_consistency` refines
+    each posterior-mean estimate by `cg_iterations` of CG (`gamma` >= 0 holds it near the
+    estimate); `tv_z` > 0 (volumes) makes that one warm-started ADMM iteration with TV along z
+    (penalty `rho`; gamma, tv_z and rho in units of ||A||^2)."""
 
     requires = (LINEAR_OPERATOR, CONDITIONAL_PRIOR)
     #: network passes per step of the shipped models (one per learned block)
@@ -56,15 +62,34 @@ class ConditionalSampler(DiffusionSampler):
     #: the card `method` this sampler runs ("" any)
     method = ""
 
-    def __init__(self, steps: int, samples: int, eta: float, tv_z: float, rho: float, cg_iterations: int):
+    def __init__(
+        self,
+        steps: int,
+        samples: int,
+        eta: float,
+        tv_z: float,
+        rho: float,
+        cg_iterations: int,
+        data_consistency: bool,
+        gamma: float,
+        result: str,
+    ):
         super().__init__(steps, samples, eta)
         check_parameters(
             self.method,
             tv_z=(tv_z, tv_z >= 0, ">= 0"),
             rho=(rho, rho > 0, "> 0"),
             cg_iterations=(cg_iterations, cg_iterations >= 1, ">= 1"),
+            gamma=(gamma, gamma >= 0, ">= 0"),
+            result=(result, result in ("refined", "denoised"), "'refined' or 'denoised'"),
         )
         self.tv_z, self.rho, self.cg_iterations = tv_z, rho, cg_iterations
+        if tv_z and not data_consistency:
+            raise InputError(
+                f"{self.method}: tv_z > 0 is a data-consistency step (ADMM with TV along z): "
+                "it needs data_consistency = true"
+            )
+        self.data_consistency, self.gamma, self.result = bool(data_consistency), gamma, result
 
     def iterate(
         self, problem: Problem, prior: ConditionalPrior, *, seed: int = 0
@@ -91,22 +116,22 @@ class ConditionalSampler(DiffusionSampler):
         x = run.normal()
         for i, (t, a_t, a_prev) in enumerate(run.schedule(times)):
             z = run.normal()
-            x0 = prior.predict_x0(x, t, condition)
-            if self.tv_z:
+            x0_hat = x0 = prior.predict_x0(x, t, condition)
+            if self.data_consistency:
                 x0 = refine(
                     op,
                     condition.aty,
-                    x0,
+                    x0_hat,
                     tv,
                     cg_iterations=self.cg_iterations,
-                    gamma=0.0,
+                    gamma=self.gamma * norm2,
                     tv_z=self.tv_z * norm2,
                     rho=self.rho * norm2,
                 )
             x = ddim_step(x0, noise_of(x, x0, a_t), a_t, a_prev, self.eta, z)
             yield Step(i, len(times), run.preview(x0))
         return run.result(
-            x0,
+            x0_hat if self.result == "denoised" else x0,
             nfe=prior.network_passes * len(times) * self.samples,
             steps=len(times),
             model=prior.card.get("name"),
@@ -117,8 +142,8 @@ class ConditionalSampler(DiffusionSampler):
 class BCDM(ConditionalSampler):
     """Bayesian conditioned diffusion (Güngör, Bilecen, Çukur 2024): ancestral sampling (eta = 1)
     with a task-specific conditional model (prior `conditional`, weights 'bcdm-mri'). Defaults:
-    the mean of 3 samples of 2 steps each (18 network passes with the shipped 3-block model; their
-    spread is the std map)."""
+    the mean of 3 samples of 2 steps each, each network estimate refined by 5 CG iterations
+    (18 network passes with the shipped 3-block model; the samples' spread is the std map)."""
 
     method = "bcdm"
 
@@ -130,25 +155,31 @@ class BCDM(ConditionalSampler):
         tv_z: float = 0.0,
         rho: float = 0.01,
         cg_iterations: int = 5,
+        data_consistency: bool = True,
+        gamma: float = 0.0,
+        result: str = "refined",
     ):
-        super().__init__(steps, samples, eta, tv_z, rho, cg_iterations)
+        super().__init__(steps, samples, eta, tv_z, rho, cg_iterations, data_consistency, gamma, result)
 
 
 class DiffUnfolding(ConditionalSampler):
     """Diff-Unfolding (2025): DDIM steps with a conditional model trained once across operators
     (prior `conditional`, weights 'diff-unfolding'); any linear operator plugs into its physics
-    blocks. Defaults: 1 step (the posterior mean; 3 network passes with the shipped model), eta = 1
-    for runs of more steps (posterior samples)."""
+    blocks. Defaults: 3 steps, eta = 1, each network estimate refined by 5 CG iterations (9
+    network passes with the shipped 3-block model)."""
 
     method = "diff-unfolding"
 
     def __init__(
         self,
-        steps: int = 1,
+        steps: int = 3,
         samples: int = 1,
         eta: float = 1.0,
         tv_z: float = 0.0,
         rho: float = 0.01,
         cg_iterations: int = 5,
+        data_consistency: bool = True,
+        gamma: float = 0.0,
+        result: str = "refined",
     ):
-        super().__init__(steps, samples, eta, tv_z, rho, cg_iterations)
+        super().__init__(steps, samples, eta, tv_z, rho, cg_iterations, data_consistency, gamma, result)
