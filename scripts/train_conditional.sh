@@ -50,14 +50,14 @@ stage() {
   fi
 }
 # The shipped weights, trained on this 2-core CPU (one torch thread each, OMP_NUM_THREADS=1, two
-# runs side by side). Diff-Unfolding in two stages: 1600 steps from scratch (50 minutes; shipped
-# as diff-unfolding in the previous release, and trained as long as the restoration and
-# out-of-range references below), then UNFOLDING_FINAL_STEPS more with seed 1 and the rate
-# decaying along a cosine from 2e-4. BCDM in three stages: 1800 steps
-# from scratch (50 minutes; shipped as bcdm-mri two releases ago), BCDM_FINETUNE_STEPS more from
-# it with seed 1 (the previous release's bcdm-mri), then BCDM_FINAL_STEPS more with seed 2 and the
-# rate decaying along a cosine from 2e-4 (each card's training.initialised_from names the stage
-# it started from).
+# runs side by side). Diff-Unfolding in three stages: 1600 steps from scratch (50 minutes;
+# trained as long as the restoration and out-of-range references below), UNFOLDING_SECOND_STEPS
+# more with seed 1 and the rate decaying along a cosine from 2e-4 (the previous release's
+# diff-unfolding), then UNFOLDING_FINAL_STEPS more with seed 2, cosine from 1.5e-4 (46 minutes).
+# BCDM in three stages: 1800 steps from scratch (50 minutes; shipped as bcdm-mri two releases
+# ago), BCDM_FINETUNE_STEPS more from it with seed 1, then BCDM_FINAL_STEPS more with seed 2 and
+# the rate decaying along a cosine from 2e-4 (each card's training.initialised_from names the
+# stage it started from).
 case $which in
   bcdm | diff-unfolding | both | restoration | out-of-range) ;;
   *) echo "usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration|out-of-range]" >&2; exit 2 ;;
