@@ -149,10 +149,13 @@ def evaluate(m, truth, case, method, label, recipe, external, device) -> dict:
 #: data-consistency step after each network estimate (2D: CG only; volumes: one ADMM iteration
 #: with TV along z, weight tv_z; eta 1, one sample unless said; `result` "denoised" returns the
 #: last network estimate instead of its refinement)
+PLAIN = {"data_consistency": False}
 CONDITIONAL_GRID = [
-    {"steps": steps, "eta": eta, "samples": 1} for steps in (1, 5, 10, 20) for eta in (0.0, 1.0)
+    {**PLAIN, "steps": steps, "eta": eta, "samples": 1} for steps in (1, 5, 10, 20) for eta in (0.0, 1.0)
 ]
-BCDM_AVERAGING = [{"steps": steps, "eta": 1.0, "samples": k} for steps, k in ((2, 3), (3, 2), (5, 2))]
+BCDM_AVERAGING = [
+    {**PLAIN, "steps": steps, "eta": 1.0, "samples": k} for steps, k in ((2, 3), (3, 2), (5, 2))
+]
 DATA_CONSISTENCY_GRID = [
     *(
         {"data_consistency": True, "steps": steps, "samples": k}
@@ -168,7 +171,15 @@ DATA_CONSISTENCY_GRID = [
 
 def conditional_sweep(case: str, weights: list[str], run, only: list[str], consistency: bool) -> list[dict]:
     """BCDM (MRI cases) and Diff-Unfolding (or only those named in `only`) over CONDITIONAL_GRID
-    (and with `consistency` DATA_CONSISTENCY_GRID); the best row of each."""
+    (and with `consistency` DATA_CONSISTENCY_GRID); the best row of each. With `consistency`, the
+    peer too: the demo's DDS + TV-z recipe for the case, on the same measurement."""
+    from medrecon.apps.demo import select_cases
+
+    if consistency:
+        (demo_case,) = select_cases([case], False)
+        for method in demo_case.methods:
+            if method.recipe and method.recipe.get("sampler", {}).get("name") == "dds":
+                run(case, method.label, "demo settings", method.recipe, None)
     bcdm, unfolding = weights
     methods = [("Diff-Unfolding", "diff-unfolding", unfolding)]
     if case.startswith("mri"):

@@ -243,7 +243,7 @@ TUNED: dict = {
     # the conditional samplers on volumes (benchmarks/quality.py --conditional; tune.py --conditional
     # --data-consistency): each estimate refined by one ADMM iteration with TV along z
     "bcdm-tv-z": {"steps": 10, "samples": 1, "tv_z": 0.001},
-    "diff-unfolding-tv-z": {"steps": 10, "tv_z": 0.002},
+    "diff-unfolding-tv-z": {"steps": 5, "tv_z": 0.002, "gamma": 0.03},
 }
 
 CASE_NAMES = (

@@ -137,9 +137,9 @@ def test_brain_axial_card_says_its_pixel_size_and_orientation():
 
 
 def test_the_shipped_conditional_models_beat_cg_sense_on_a_held_out_slice(host):
-    """bcdm-mri (3 samples of 2 steps) and diff-unfolding (3 steps) with their default samplers (each
+    """bcdm-mri (3 samples of 2 steps) and diff-unfolding (1 step) with their default samplers (each
     estimate refined by CG) on a held-out 233 x 197 slice at 1 mm, 8x MRI: above CG-SENSE (measured
-    with the shipped weights: +4.7 and +2.5 dB), and no card warning (an operator and a scale they
+    with the shipped weights: +4.7 and +2.6 dB), and no card warning (an operator and a scale they
     were trained on)."""
     volume, affine = brain_sample("1mm")
     truth = np.ascontiguousarray(volume[8:9])
