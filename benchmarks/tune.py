@@ -158,14 +158,20 @@ BCDM_AVERAGING = [
 ]
 DATA_CONSISTENCY_GRID = [
     *(
-        {"data_consistency": True, "steps": steps, "samples": k}
-        for steps, k in ((2, 3), (1, 1), (3, 1), (5, 1))
+        {"data_consistency": True, "gamma": 0.0, "steps": steps, "samples": k}
+        for steps, k in ((2, 3), (1, 1), (3, 1), (5, 1), (10, 1))
     ),
-    {"data_consistency": True, "steps": 10, "samples": 1},
-    {"data_consistency": True, "steps": 5, "samples": 1, "result": "denoised"},
-    *({"tv_z": w, "steps": steps, "samples": 1} for w in (0.0005, 0.001, 0.002) for steps in (5, 10)),
-    {"tv_z": 0.0005, "steps": 10, "samples": 1, "result": "denoised"},
-    {"tv_z": 0.0005, "steps": 5, "samples": 2},
+    {"data_consistency": True, "gamma": 0.0, "steps": 5, "samples": 1, "result": "denoised"},
+    *(
+        {"tv_z": w, "gamma": 0.0, "steps": steps, "samples": 1}
+        for w in (0.0005, 0.001, 0.002)
+        for steps in (5, 10)
+    ),
+    {"tv_z": 0.0005, "gamma": 0.0, "steps": 10, "samples": 1, "result": "denoised"},
+    {"tv_z": 0.0005, "gamma": 0.0, "steps": 5, "samples": 2},
+    # CG held near the network's estimate: what ill-conditioned operators (blur) need
+    *({"data_consistency": True, "gamma": g, "steps": steps} for g in (0.1, 0.3) for steps in (1, 3)),
+    *({"tv_z": 0.002, "gamma": g, "steps": 5} for g in (0.03, 0.1)),
 ]
 
 
@@ -175,7 +181,7 @@ def conditional_sweep(case: str, weights: list[str], run, only: list[str], consi
     peer too: the demo's DDS + TV-z recipe for the case, on the same measurement."""
     from medrecon.apps.demo import select_cases
 
-    if consistency:
+    if consistency and (not only or "DDS + TV-z" in only):
         (demo_case,) = select_cases([case], False)
         for method in demo_case.methods:
             if method.recipe and method.recipe.get("sampler", {}).get("name") == "dds":

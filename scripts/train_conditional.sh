@@ -54,6 +54,10 @@ stage() {
 # trained as long as the restoration and out-of-range references below), UNFOLDING_SECOND_STEPS
 # more with seed 1 and the rate decaying along a cosine from 2e-4 (the previous release's
 # diff-unfolding), then UNFOLDING_FINAL_STEPS more with seed 2, cosine from 1.5e-4 (46 minutes).
+# (UNFOLDING_FINAL_STEPS named the second stage in the previous release. An OUTDIR trained by
+# that release holds the second stage as diff-unfolding.*: rename those files to
+# diff-unfolding-stage2.* and the card's "weights" to match, or this script would take it for
+# the finished third stage.)
 # BCDM in three stages: 1800 steps from scratch (50 minutes; shipped as bcdm-mri two releases
 # ago), BCDM_FINETUNE_STEPS more from it with seed 1, then BCDM_FINAL_STEPS more with seed 2 and
 # the rate decaying along a cosine from 2e-4 (each card's training.initialised_from names the

@@ -269,6 +269,7 @@ def test_data_consistency_steps_bring_the_estimate_to_the_measurement(model):
     assert refined < 0.5 * plain
     assert misfit(gamma=0.0, result="denoised") > refined
     assert refined < misfit(gamma=1.0) < plain
+    assert refined < misfit() < plain  # the default: gamma 0.3
     with pytest.raises(medrecon.InputError, match="gamma must be >= 0"):
         misfit(gamma=-1.0)
     with pytest.raises(medrecon.InputError, match="needs data_consistency = true"):

@@ -18,11 +18,16 @@ they deviate from their papers:
 - Diff-Unfolding (2025) unrolls physics and learned blocks with a 47 M parameter network trained
   once across operators; the shipped model is much smaller (CPU-trained), its physics blocks
   taking any linear operator. The paper takes the network's estimate as it is; the default here
-  is 3 steps, each estimate refined by CG.
+  is one step, the estimate refined by CG held near it (gamma 0.3).
+
+Unlike DDS, which steps with the network's own noise estimate, the DDIM step here takes its noise
+direction from the refined x0 (eps = (x_t - sqrt(a_t) x0) / sqrt(1 - a_t)): the defaults were
+tuned so. Without `data_consistency`, `gamma` and `result` have no effect.
 
 Defaults were chosen on the validation slab (`python benchmarks/tune.py --case mri-4x --case
-mri-8x --case ct-8view --conditional bcdm-mri,diff-unfolding --data-consistency`, 2 slices; the
-grids are in that script, which also runs the demo's DDS + TV-z on the same measurements).
+mri-8x --case ct-8view --conditional bcdm-mri,diff-unfolding --data-consistency`, 2 slices, and
+for Diff-Unfolding also `--case ct-limited-90 --case sr-4x --case deblur-motion`; the grids are in
+that script, which also runs the demo's DDS + TV-z on the same measurements).
 BCDM (bcdm-mri; MRI 4x / 8x): 3 samples of 2 steps with CG, 31.86 / 29.88 dB, against 31.05 /
 29.51 without CG, 5 steps with CG 31.76 / 29.54, 10 steps 31.90 / 29.51; on volumes with TV
 along z (`tv_z` 0.001, 10 steps, one sample, what `medrecon.apps.demo.TUNED` holds) 32.72 /
@@ -65,7 +70,8 @@ class ConditionalSampler(DiffusionSampler):
     """The reverse diffusion of a conditional model (module docstring). `data_consistency` refines
     each posterior-mean estimate by `cg_iterations` of CG (`gamma` >= 0 holds it near the
     estimate); `tv_z` > 0 (volumes) makes that one warm-started ADMM iteration with TV along z
-    (penalty `rho`; gamma, tv_z and rho in units of ||A||^2)."""
+    (penalty `rho`; gamma, tv_z and rho in units of ||A||^2). `result` "refined" returns the last
+    refined estimate, "denoised" the network's last estimate before its refinement."""
 
     requires = (LINEAR_OPERATOR, CONDITIONAL_PRIOR)
     #: network passes per step of the shipped models (one per learned block)
