@@ -139,11 +139,11 @@ def with_conditional(case, bcdm: str, unfolding: str):
 
     def methods(label: str, sampler: str, weights: str, with_tv_z: bool = True) -> list:
         prior = {"name": "conditional", "weights": weights}
+        plain = Method(label, {"prior": prior, "sampler": {"name": sampler}}, diffusion=True)
+        if not with_tv_z:
+            return [plain]
         tv_z = {"name": sampler, **TUNED[f"{sampler}-tv-z"]}
-        plain = [Method(label, {"prior": prior, "sampler": {"name": sampler}}, diffusion=True)]
-        return (
-            plain + [Method(f"{label} + TV-z", {"prior": prior, "sampler": tv_z}, diffusion=True)] * with_tv_z
-        )
+        return [plain, Method(f"{label} + TV-z", {"prior": prior, "sampler": tv_z}, diffusion=True)]
 
     operator = case.operator["name"]
     extra = methods("BCDM", "bcdm", bcdm) if operator == "mri-multicoil" else []

@@ -156,22 +156,16 @@ CONDITIONAL_GRID = [
 BCDM_AVERAGING = [
     {**PLAIN, "steps": steps, "eta": 1.0, "samples": k} for steps, k in ((2, 3), (3, 2), (5, 2))
 ]
+CG = {"data_consistency": True, "gamma": 0.0}
 DATA_CONSISTENCY_GRID = [
-    *(
-        {"data_consistency": True, "gamma": 0.0, "steps": steps, "samples": k}
-        for steps, k in ((2, 3), (1, 1), (3, 1), (5, 1), (10, 1))
-    ),
-    {"data_consistency": True, "gamma": 0.0, "steps": 5, "samples": 1, "result": "denoised"},
-    *(
-        {"tv_z": w, "gamma": 0.0, "steps": steps, "samples": 1}
-        for w in (0.0005, 0.001, 0.002)
-        for steps in (5, 10)
-    ),
-    {"tv_z": 0.0005, "gamma": 0.0, "steps": 10, "samples": 1, "result": "denoised"},
-    {"tv_z": 0.0005, "gamma": 0.0, "steps": 5, "samples": 2},
+    *({**CG, "steps": steps, "samples": k} for steps, k in ((2, 3), (1, 1), (3, 1), (5, 1), (10, 1))),
+    {**CG, "steps": 5, "samples": 1, "result": "denoised"},
+    *({**CG, "tv_z": w, "steps": steps, "samples": 1} for w in (0.0005, 0.001, 0.002) for steps in (5, 10)),
+    {**CG, "tv_z": 0.0005, "steps": 10, "samples": 1, "result": "denoised"},
+    {**CG, "tv_z": 0.0005, "steps": 5, "samples": 2},
     # CG held near the network's estimate: what ill-conditioned operators (blur) need
-    *({"data_consistency": True, "gamma": g, "steps": steps} for g in (0.1, 0.3) for steps in (1, 3)),
-    *({"tv_z": 0.002, "gamma": g, "steps": 5} for g in (0.03, 0.1)),
+    *({**CG, "gamma": g, "steps": steps} for g in (0.1, 0.3) for steps in (1, 3)),
+    *({**CG, "tv_z": 0.002, "gamma": g, "steps": 5} for g in (0.03, 0.1)),
 ]
 
 
