@@ -242,7 +242,7 @@ TUNED: dict = {
     "blind-dps": {"form": "reference", "zeta": 12.0, "kernel_zeta": 0.03},
     # the conditional samplers on volumes (benchmarks/quality.py --conditional; tune.py --conditional
     # --data-consistency): each estimate refined by one ADMM iteration with TV along z
-    "bcdm-tv-z": {"steps": 10, "samples": 1, "tv_z": 0.001},
+    "bcdm-tv-z": {"steps": 15, "samples": 1, "tv_z": 0.001},
     "diff-unfolding-tv-z": {"steps": 5, "tv_z": 0.002, "gamma": 0.03},
 }
 

@@ -28,10 +28,15 @@ Defaults were chosen on the validation slab (`python benchmarks/tune.py --case m
 mri-8x --case ct-8view --conditional bcdm-mri,diff-unfolding --data-consistency`, 2 slices, and
 for Diff-Unfolding also `--case ct-limited-90 --case sr-4x --case deblur-motion`; the grids are in
 that script, which also runs the demo's DDS + TV-z on the same measurements).
-BCDM (bcdm-mri; MRI 4x / 8x): 3 samples of 2 steps with CG, 31.86 / 29.88 dB, against 31.05 /
-29.51 without CG, 5 steps with CG 31.76 / 29.54, 10 steps 31.90 / 29.51; on volumes with TV
-along z (`tv_z` 0.001, 10 steps, one sample, what `medrecon.apps.demo.TUNED` holds) 32.72 /
-30.09, where DDS + TV-z reaches 32.01 / 29.82 on the same slices.
+BCDM (bcdm-mri after its third stage; MRI 4x / 8x): 3 samples of 2 steps with CG, 31.86 / 29.88
+dB, against 31.05 / 29.51 without CG, 5 steps with CG 31.76 / 29.54, 10 steps 31.90 / 29.51; on
+volumes with TV along z (`tv_z` 0.001, 10 steps, one sample) 32.72 / 30.09, where DDS + TV-z
+reaches 32.01 / 29.82 on the same slices. After its fourth stage: the default 32.18 / 30.25; with
+TV along z, among the runs that take less time than DDS + TV-z (about 20 steps x samples), one
+sample of 15 steps 33.16 / 30.49 (what `medrecon.apps.demo.TUNED` holds; 0.65x DDS's time), of
+10 steps 33.09 / 30.40, of 20 steps 33.01 / 30.27, the mean of 2 samples of 8 steps 32.98 / 30.68
+(0.85x DDS's time), of 4 x 4 32.88 / 30.44, 3 x 5 32.87 / 30.56, 5 x 3 32.76 / 30.36; slower than
+DDS, the mean of 3 samples of 10 steps reaches 33.33 / 31.08 (1.4-1.9x its time).
 Diff-Unfolding (diff-unfolding after its third stage): one step with CG held by gamma 0.3, MRI
 4x / 8x / 8-view CT / 90-degree CT 29.14 / 27.58 / 22.78 / 18.62 dB, against 28.92 / 27.46 /
 22.61 / 18.52 for one step without CG (the previous default); super-resolution (never seen in
