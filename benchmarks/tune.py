@@ -176,6 +176,10 @@ BCDM_AVERAGING_TV_Z = [
         for steps, k in ((10, 2), (10, 3), (5, 3), (4, 5), (8, 2), (4, 4), (3, 5), (15, 1), (20, 1))
     ),
     {**CG, "tv_z": 0.002, "steps": 10, "samples": 3},
+    # around the chosen one sample of 15 steps
+    *({**CG, "tv_z": tv_z, "steps": 15, "samples": 1} for tv_z in (0.0005, 0.002)),
+    *({**CG, "tv_z": 0.001, "steps": 15, "samples": 1, "rho": rho} for rho in (0.003, 0.03)),
+    {**CG, "tv_z": 0.001, "steps": 15, "samples": 1, "result": "denoised"},
 ]
 
 

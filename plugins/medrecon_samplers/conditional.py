@@ -36,7 +36,9 @@ TV along z, among the runs that take less time than DDS + TV-z (about 20 steps x
 sample of 15 steps 33.16 / 30.49 (what `medrecon.apps.demo.TUNED` holds; 0.65x DDS's time), of
 10 steps 33.09 / 30.40, of 20 steps 33.01 / 30.27, the mean of 2 samples of 8 steps 32.98 / 30.68
 (0.85x DDS's time), of 4 x 4 32.88 / 30.44, 3 x 5 32.87 / 30.56, 5 x 3 32.76 / 30.36; slower than
-DDS, the mean of 3 samples of 10 steps reaches 33.33 / 31.08 (1.4-1.9x its time).
+DDS, the mean of 3 samples of 10 steps reaches 33.33 / 31.08 (1.4-1.9x its time). Around 15 steps:
+`tv_z` 0.0005 / 0.002 33.14 / 30.47 and 33.11 / 30.47, `rho` 0.003 / 0.03 32.81 / 30.25 and
+33.22 / 30.42, `result = "denoised"` 32.74 / 30.33 (SSIM 0.876 / 0.866 against 0.847 / 0.834).
 Diff-Unfolding (diff-unfolding after its third stage): one step with CG held by gamma 0.3, MRI
 4x / 8x / 8-view CT / 90-degree CT 29.14 / 27.58 / 22.78 / 18.62 dB, against 28.92 / 27.46 /
 22.61 / 18.52 for one step without CG (the previous default); super-resolution (never seen in
