@@ -53,13 +53,16 @@ def patches(image: np.ndarray, size: int) -> np.ndarray:
 
 def fitted_kernel(image: np.ndarray, y: np.ndarray, size: int, gradients: bool) -> np.ndarray:
     """The non-negative kernel that best explains the 2D measurement y from `image`, summing to one;
-    with `gradients`, fitted to the finite differences of both (a blur commutes with them)."""
-    pairs = [(image, y)]
-    if gradients:
-        pairs = [(np.diff(image, axis=a), np.diff(y, axis=a)) for a in (0, 1)]
-    design = np.concatenate([patches(x, size) for x, _ in pairs])
-    target = np.concatenate([b.ravel() for _, b in pairs])
-    kernel, _ = nnls(design, target, maxiter=50 * size * size)
+    with `gradients`, fitted to the finite differences of y along both axes (the design's rows
+    differenced alike, which keeps the zero boundary exact)."""
+    design = patches(image, size)
+    if not gradients:
+        rows, target = design, y.ravel()
+    else:
+        design = design.reshape(*image.shape, size * size)
+        rows = np.concatenate([np.diff(design, axis=a).reshape(-1, size * size) for a in (0, 1)])
+        target = np.concatenate([np.diff(y, axis=a).ravel() for a in (0, 1)])
+    kernel, _ = nnls(rows, target, maxiter=50 * size * size)
     return (kernel / max(kernel.sum(), 1e-12)).reshape(size, size)
 
 

@@ -38,9 +38,20 @@ train() {
 # STEPS is done; one with a checkpoint (OUT/NAME.state.pt) resumes from it (with the same options;
 # train-conditional refuses a resume whose tasks or ranges differ from the run's); otherwise it
 # starts, from the model INIT when one is given ("" for none: from scratch). Re-running the
-# script continues where it stopped.
+# script continues where it stopped. A card that was started from another model than INIT (an
+# OUTDIR of an earlier release, whose stages were named otherwise) stops the script.
 stage() {
   local card="$out/$1.json" init=$7
+  if [[ -f $card ]]; then
+    python - "$card" "$(basename "${init:-}" .json)" <<'PY' || exit 1
+import json, sys
+card, expected = sys.argv[1], sys.argv[2]
+start = (json.load(open(card))["training"].get("initialised_from") or {}).get("model", "")
+if start != expected:
+    sys.exit(f"{card} was started from {start or 'scratch'!r}, this stage starts from "
+             f"{expected or 'scratch'!r}: an OUTDIR of an earlier release? rename its cards (see above)")
+PY
+  fi
   if [[ -f $card ]] && python -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['training']['steps'] < $5)" "$card"; then
     echo "$1: done ($5 steps)"
   elif [[ -f "$out/$1.state.pt" ]]; then
@@ -56,8 +67,8 @@ stage() {
 # diff-unfolding), then UNFOLDING_FINAL_STEPS more with seed 2, cosine from 1.5e-4 (46 minutes).
 # (UNFOLDING_FINAL_STEPS named the second stage in the previous release. An OUTDIR trained by
 # that release holds the second stage as diff-unfolding.*: rename those files to
-# diff-unfolding-stage2.* and the card's "weights" to match, or this script would take it for
-# the finished third stage.)
+# diff-unfolding-stage2.* and the card's "weights" to match, or this script stops at
+# the third stage.)
 # BCDM in four stages: 1800 steps from scratch (50 minutes; shipped as bcdm-mri three releases
 # ago), BCDM_FINETUNE_STEPS more from it with seed 1, BCDM_THIRD_STEPS more with seed 2 and the
 # rate decaying along a cosine from 2e-4 (the previous release's bcdm-mri), then
@@ -67,7 +78,7 @@ stage() {
 # card of its own third stage.
 # (BCDM_FINAL_STEPS named the third stage in the previous release. An OUTDIR trained by that
 # release holds the third stage as bcdm-mri.*: rename those files to bcdm-mri-stage3.* and the
-# card's "weights" to match, or this script would take it for the finished fourth stage.)
+# card's "weights" to match, or this script stops at the fourth stage.)
 case $which in
   bcdm | diff-unfolding | both | restoration | out-of-range) ;;
   *) echo "usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration|out-of-range]" >&2; exit 2 ;;

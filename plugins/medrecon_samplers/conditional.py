@@ -32,11 +32,14 @@ BCDM (bcdm-mri after its third stage; MRI 4x / 8x): 3 samples of 2 steps with CG
 dB, against 31.05 / 29.51 without CG, 5 steps with CG 31.76 / 29.54, 10 steps 31.90 / 29.51; on
 volumes with TV along z (`tv_z` 0.001, 10 steps, one sample) 32.72 / 30.09, where DDS + TV-z
 reaches 32.01 / 29.82 on the same slices. After its fourth stage: the default 32.18 / 30.25; with
-TV along z, among the runs that take less time than DDS + TV-z (about 20 steps x samples), one
-sample of 15 steps 33.16 / 30.49 (what `medrecon.apps.demo.TUNED` holds; 0.65x DDS's time), of
-10 steps 33.09 / 30.40, of 20 steps 33.01 / 30.27, the mean of 2 samples of 8 steps 32.98 / 30.68
-(0.85x DDS's time), of 4 x 4 32.88 / 30.44, 3 x 5 32.87 / 30.56, 5 x 3 32.76 / 30.36; slower than
-DDS, the mean of 3 samples of 10 steps reaches 33.33 / 31.08 (1.4-1.9x its time). Around 15 steps:
+TV along z, among the runs that take clearly less time than DDS + TV-z (up to about 16 steps x
+samples), one sample of 15 steps 33.16 / 30.49 (what `medrecon.apps.demo.TUNED` holds; 0.65x DDS's
+time), of 10 steps 33.09 / 30.40, the mean of 2 samples of 8 steps 32.98 / 30.68 (0.85x DDS's
+time; the same mean over 4x and 8x), of 4 x 4 32.88 / 30.44, 3 x 5 32.87 / 30.56, 5 x 3 32.76 /
+30.36; at about DDS's time, one sample of 20 steps 33.01 / 30.27 (0.87x) and the mean of 2 of 10
+steps 33.04 / 30.75 (0.07 dB more than 15 steps, 0.9-1.2x DDS's time by the per-step rates
+measured); slower, the mean of 3 samples of 10 steps 33.33 / 31.08 (1.4-1.9x its time; `tv_z`
+0.002: 33.25 / 31.05). Around 15 steps:
 `tv_z` 0.0005 / 0.002 33.14 / 30.47 and 33.11 / 30.47, `rho` 0.003 / 0.03 32.81 / 30.25 and
 33.22 / 30.42, `result = "denoised"` 32.74 / 30.33 (SSIM 0.876 / 0.866 against 0.847 / 0.834).
 Diff-Unfolding (diff-unfolding after its third stage): one step with CG held by gamma 0.3, MRI
