@@ -40,19 +40,25 @@ train() {
 # starts, from the model INIT when one is given ("" for none: from scratch). Re-running the
 # script continues where it stopped. A card that was started from another model than INIT (an
 # OUTDIR of an earlier release, whose stages were named otherwise) stops the script.
-stage() {
-  local card="$out/$1.json" init=$7
-  if [[ -f $card ]]; then
-    python - "$card" "$(basename "${init:-}" .json)" <<'PY' || exit 1
+# card_state CARD STEPS INIT_NAME: "done" or "partial"; fails on a card started from another model
+card_state() {
+  python - "$@" <<'PY'
 import json, sys
-card, expected = sys.argv[1], sys.argv[2]
-start = (json.load(open(card))["training"].get("initialised_from") or {}).get("model", "")
+card, steps, expected = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+training = json.load(open(card))["training"]
+start = (training.get("initialised_from") or {}).get("model", "")
 if start != expected:
     sys.exit(f"{card} was started from {start or 'scratch'!r}, this stage starts from "
              f"{expected or 'scratch'!r}: an OUTDIR of an earlier release? rename its cards (see above)")
+print("done" if training["steps"] >= steps else "partial")
 PY
+}
+stage() {
+  local card="$out/$1.json" init=$7 state=none
+  if [[ -f $card ]]; then
+    state=$(card_state "$card" "$5" "$(basename "${init:-}" .json)") || exit 1
   fi
-  if [[ -f $card ]] && python -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['training']['steps'] < $5)" "$card"; then
+  if [[ $state == done ]]; then
     echo "$1: done ($5 steps)"
   elif [[ -f "$out/$1.state.pt" ]]; then
     train "${@:1:6}" --resume "${@:8}"
