@@ -1,12 +1,13 @@
 """Where blind deblurring's kernel error comes from (issue 12): BlindDPS against blind TV.
 
-    python benchmarks/blind_kernel.py [--slices N] [--steps S ...] [--samples K ...]
+    python benchmarks/blind_kernel.py [--slices N] [--steps S ...] [--samples K ...] [--seeds N]
                                       [--zeta Z] [--kernel-zeta KZ] [--json PATH]
 
 The demo's `deblur-motion` case (9 x 9 motion kernel, noise 0.01) on the middle `--slices` of the
 validation slab (as `benchmarks/tune.py`, seed 100; never the test slab). Runs the demo's blind TV
 and BlindDPS (reference form, the demo's zeta and kernel_zeta unless given, at each `--steps` and
-`--samples`) and prints, per method, PSNR and the kernel's relative error ||k - k_true|| / ||k_true||
+`--samples`, with the sampler seeds 100 .. 100 + `--seeds` - 1 and their mean; blind TV has no
+seed) and prints, per method, PSNR and the kernel's relative error ||k - k_true|| / ||k_true||
 with two diagnostics beside it:
 - the error of blind TV's starting kernel (a Gaussian of std `initial_sigma`), before any iteration;
 - the error of the kernel that best explains y from the method's final image (non-negative least
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=1)
     parser.add_argument("--steps", type=int, action="append", help="BlindDPS steps (default 100)")
     parser.add_argument("--samples", type=int, action="append", help="BlindDPS samples (default 1)")
+    parser.add_argument("--seeds", type=int, default=1, help="BlindDPS's sampler seeds (default 1)")
     parser.add_argument("--zeta", type=float, default=TUNED["blind-dps"]["zeta"])
     parser.add_argument("--kernel-zeta", type=float, default=TUNED["blind-dps"]["kernel_zeta"])
     parser.add_argument("--json", type=Path)
@@ -101,32 +103,54 @@ def main() -> None:
             "kernel_error": round(relative_error(start_kernel, true), 3),
         },
     ]
-    runs = [("blind TV", blind_tv)]
+    runs = [("blind TV", blind_tv, [SEED])]
+    seeds = list(range(SEED, SEED + args.seeds))
     for steps in args.steps or [blind_dps["sampler"]["steps"]]:
         for k in args.samples or [1]:
             sampler = {**blind_dps["sampler"], "zeta": args.zeta, "kernel_zeta": args.kernel_zeta}
             sampler.update(steps=steps, samples=k)
             label = f"BlindDPS, {steps} steps" + (f", mean of {k}" if k > 1 else "")
-            runs.append((label, {**blind_dps, "sampler": sampler}))
-    for label, recipe in runs:
-        start = time.perf_counter()
-        result = medrecon.reconstruct(recipe, m, seed=SEED)
-        seconds = time.perf_counter() - start  # the reconstruction alone, not the fits below
-        image = result.image.cpu().numpy()
-        kernel = result.extras["kernel"].cpu().numpy()
-        rows.append(
-            {
-                "method": label,
-                "psnr_db": round(psnr(truth, image), 2),
-                "kernel_error": round(relative_error(kernel, true), 3),
-                **fit_errors(image.reshape(truth.shape), y, true),
-                "seconds": round(seconds, 1),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+            runs.append((label, {**blind_dps, "sampler": sampler}, seeds))
+    for label, recipe, run_seeds in runs:
+        first = len(rows)
+        for seed in run_seeds:
+            rows.append(run_method(label, recipe, m, seed, truth, y, true, len(run_seeds) > 1))
+            print(json.dumps(rows[-1]), flush=True)
+        if len(run_seeds) > 1:
+            rows.append(mean_row(label, rows[first:]))
+            print(json.dumps(rows[-1]), flush=True)
     print(markdown_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def run_method(label, recipe, m, seed, truth, y, true, show_seed) -> dict:
+    """One reconstruction: PSNR, kernel error, the kernels fitted to its image, seconds."""
+    start = time.perf_counter()
+    result = medrecon.reconstruct(recipe, m, seed=seed)
+    seconds = time.perf_counter() - start  # the reconstruction alone, not the fits below
+    image = result.image.cpu().numpy()
+    kernel = result.extras["kernel"].cpu().numpy()
+    return {
+        "method": label + (f", seed {seed}" if show_seed else ""),
+        "psnr_db": round(psnr(truth, image), 2),
+        "kernel_error": round(relative_error(kernel, true), 3),
+        **fit_errors(image.reshape(truth.shape), y, true),
+        "seconds": round(seconds, 1),
+    }
+
+
+def mean_row(label: str, rows: list[dict]) -> dict:
+    """The mean over a method's seeds, with the kernel error's spread (min .. max)."""
+    errors = [r["kernel_error"] for r in rows]
+    out = {"method": f"{label}, mean of {len(rows)} seeds"}
+    for key in ("psnr_db", "kernel_error", "fit_intensity", "fit_gradients", "seconds"):
+        out[key] = round(
+            float(np.mean([r[key] for r in rows])),
+            3 if "error" in key or "fit" in key else 1 if key == "seconds" else 2,
+        )
+    out["kernel_error_range"] = f"{min(errors)} .. {max(errors)}"
+    return out
 
 
 if __name__ == "__main__":

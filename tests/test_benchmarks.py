@@ -144,3 +144,19 @@ def test_blind_kernel_fit_recovers_the_operators_kernel_from_the_true_image(monk
     for gradients in (False, True):
         kernel = fitted_kernel(image[0].astype(np.float64), y, 7, gradients)
         assert relative_error(kernel, true) < 1e-3, gradients
+
+
+def test_blind_kernel_reports_the_mean_and_spread_over_seeds(monkeypatch):
+    """BlindDPS's kernel depends on its seed (0.43 to 1.35 on the validation slice): the summary
+    row averages every column over the seeds and says the kernel error's range."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from blind_kernel import mean_row
+
+    rows = [
+        {"psnr_db": 30.0, "kernel_error": 0.4, "fit_intensity": 0.5, "fit_gradients": 0.4, "seconds": 10.0},
+        {"psnr_db": 29.0, "kernel_error": 0.9, "fit_intensity": 0.7, "fit_gradients": 0.6, "seconds": 12.0},
+    ]
+    row = mean_row("BlindDPS", rows)
+    assert row["method"] == "BlindDPS, mean of 2 seeds"
+    assert row["psnr_db"] == 29.5 and row["kernel_error"] == 0.65 and row["seconds"] == 11.0
+    assert row["fit_intensity"] == 0.6 and row["kernel_error_range"] == "0.4 .. 0.9"
