@@ -75,16 +75,18 @@ stage() {
 # that release holds the second stage as diff-unfolding.*: rename those files to
 # diff-unfolding-stage2.* and the card's "weights" to match, or this script stops at
 # the third stage.)
-# BCDM in four stages: 1800 steps from scratch (50 minutes; shipped as bcdm-mri three releases
+# BCDM in five stages: 1800 steps from scratch (50 minutes; shipped as bcdm-mri four releases
 # ago), BCDM_FINETUNE_STEPS more from it with seed 1, BCDM_THIRD_STEPS more with seed 2 and the
-# rate decaying along a cosine from 2e-4 (the previous release's bcdm-mri), then
-# BCDM_FINAL_STEPS more with seed 3, cosine from 1.5e-4 (70 minutes; validation loss 0.000754 ->
-# 0.000726). Each card's training.initialised_from names the stage it started from; the shipped
-# fourth stage started from the shipped (fp16) third stage, this script starts it from the fp32
-# card of its own third stage.
-# (BCDM_FINAL_STEPS named the third stage in the previous release. An OUTDIR trained by that
-# release holds the third stage as bcdm-mri.*: rename those files to bcdm-mri-stage3.* and the
-# card's "weights" to match, or this script stops at the fourth stage.)
+# rate decaying along a cosine from 2e-4, BCDM_FOURTH_STEPS more with seed 3, cosine from 1.5e-4
+# (70 minutes; validation loss 0.000754 -> 0.000726; the previous release's bcdm-mri), then
+# BCDM_FINAL_STEPS more with seed 4, cosine from 1e-4 (84 minutes beside other jobs;
+# validation loss 0.000726 -> 0.000689). Each card's
+# training.initialised_from names the stage it started from; the shipped fourth and fifth stages
+# started from the shipped (fp16) stage before them, this script starts each from the fp32 card of
+# its own previous stage.
+# (BCDM_FINAL_STEPS named the fourth stage in the previous release. An OUTDIR trained by that
+# release holds the fourth stage as bcdm-mri.*: rename those files to bcdm-mri-stage4.* and the
+# card's "weights" to match, or this script stops at the fifth stage.)
 case $which in
   bcdm | diff-unfolding | both | restoration | out-of-range) ;;
   *) echo "usage: train_conditional.sh OUTDIR [bcdm|diff-unfolding|both|restoration|out-of-range]" >&2; exit 2 ;;
@@ -94,8 +96,10 @@ if [[ $which == bcdm || $which == both ]]; then
   stage bcdm-mri-stage2 bcdm mri flat "${BCDM_FINETUNE_STEPS:-2600}" 1 "$out/bcdm-mri-stage1.json"
   stage bcdm-mri-stage3 bcdm mri flat "${BCDM_THIRD_STEPS:-3600}" 2 "$out/bcdm-mri-stage2.json" \
     --lr 2e-4 --lr-decay cosine
-  stage bcdm-mri bcdm mri flat "${BCDM_FINAL_STEPS:-2400}" 3 "$out/bcdm-mri-stage3.json" \
+  stage bcdm-mri-stage4 bcdm mri flat "${BCDM_FOURTH_STEPS:-2400}" 3 "$out/bcdm-mri-stage3.json" \
     --lr 1.5e-4 --lr-decay cosine
+  stage bcdm-mri bcdm mri flat "${BCDM_FINAL_STEPS:-1600}" 4 "$out/bcdm-mri-stage4.json" \
+    --lr 1e-4 --lr-decay cosine
 fi
 if [[ $which == diff-unfolding || $which == both ]]; then
   stage diff-unfolding-stage1 diff-unfolding mri,ct-sparse,ct-limited,blur flat "${UNFOLDING_STEPS:-1600}" 0 ""

@@ -42,6 +42,7 @@ measured); slower, the mean of 3 samples of 10 steps 33.33 / 31.08 (1.4-1.9x its
 0.002: 33.25 / 31.05). Around 15 steps:
 `tv_z` 0.0005 / 0.002 33.14 / 30.47 and 33.11 / 30.47, `rho` 0.003 / 0.03 32.81 / 30.25 and
 33.22 / 30.42, `result = "denoised"` 32.74 / 30.33 (SSIM 0.876 / 0.866 against 0.847 / 0.834).
+The fifth stage (shipped) kept these settings; it was measured on the test slab only (README).
 Diff-Unfolding (diff-unfolding after its third stage): one step with CG held by gamma 0.3, MRI
 4x / 8x / 8-view CT / 90-degree CT 29.14 / 27.58 / 22.78 / 18.62 dB, against 28.92 / 27.46 /
 22.61 / 18.52 for one step without CG (the previous default); super-resolution (never seen in
