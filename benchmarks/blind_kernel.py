@@ -30,12 +30,8 @@ from tune import CASES, SEED, validation_volume
 
 import medrecon
 from medrecon.apps.demo import TUNED, markdown_table, select_cases
-from medrecon.metrics import psnr
+from medrecon.metrics import psnr, relative_error
 from medrecon_deconv import gaussian_kernel
-
-
-def relative_error(kernel: np.ndarray, true: np.ndarray) -> float:
-    return float(np.linalg.norm(kernel - true) / np.linalg.norm(true))
 
 
 def patches(image: np.ndarray, size: int) -> np.ndarray:
@@ -66,7 +62,7 @@ def fit_errors(volume: np.ndarray, y: np.ndarray, true: np.ndarray) -> dict:
     out = {}
     for label, gradients in (("fit_intensity", False), ("fit_gradients", True)):
         errors = [
-            relative_error(fitted_kernel(x.astype(np.float64), b.astype(np.float64), size, gradients), true)
+            relative_error(true, fitted_kernel(x.astype(np.float64), b.astype(np.float64), size, gradients))
             for x, b in zip(volume, y, strict=True)
         ]
         out[label] = round(float(np.mean(errors)), 3)
@@ -100,7 +96,7 @@ def main() -> None:
         {"method": "true image", **fit_errors(truth, y, true)},
         {
             "method": f"blind TV's start (Gaussian, std {sigma} px)",
-            "kernel_error": round(relative_error(start_kernel, true), 3),
+            "kernel_error": round(relative_error(true, start_kernel), 3),
         },
     ]
     runs = [("blind TV", blind_tv, [SEED])]
@@ -134,21 +130,22 @@ def run_method(label, recipe, m, seed, truth, y, true, show_seed) -> dict:
     return {
         "method": label + (f", seed {seed}" if show_seed else ""),
         "psnr_db": round(psnr(truth, image), 2),
-        "kernel_error": round(relative_error(kernel, true), 3),
+        "kernel_error": round(relative_error(true, kernel), 3),
         **fit_errors(image.reshape(truth.shape), y, true),
         "seconds": round(seconds, 1),
     }
+
+
+#: the columns averaged over seeds, with the digits each is rounded to
+MEAN_DIGITS = {"psnr_db": 2, "kernel_error": 3, "fit_intensity": 3, "fit_gradients": 3, "seconds": 1}
 
 
 def mean_row(label: str, rows: list[dict]) -> dict:
     """The mean over a method's seeds, with the kernel error's spread (min .. max)."""
     errors = [r["kernel_error"] for r in rows]
     out = {"method": f"{label}, mean of {len(rows)} seeds"}
-    for key in ("psnr_db", "kernel_error", "fit_intensity", "fit_gradients", "seconds"):
-        out[key] = round(
-            float(np.mean([r[key] for r in rows])),
-            3 if "error" in key or "fit" in key else 1 if key == "seconds" else 2,
-        )
+    for key, digits in MEAN_DIGITS.items():
+        out[key] = round(float(np.mean([r[key] for r in rows])), digits)
     out["kernel_error_range"] = f"{min(errors)} .. {max(errors)}"
     return out
 

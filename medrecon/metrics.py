@@ -41,3 +41,9 @@ def ssim(reference, estimate) -> float:
     r = torch.as_tensor(ref)[:, None]
     e = torch.as_tensor(est)[:, None]
     return float(metric(e, r).mean())
+
+
+def relative_error(reference, estimate) -> float:
+    """||estimate - reference|| / ||reference|| (e.g. an estimated blur kernel against the true one)."""
+    reference, estimate = np.asarray(reference, dtype=np.float64), np.asarray(estimate, dtype=np.float64)
+    return float(np.linalg.norm(estimate - reference) / np.linalg.norm(reference))

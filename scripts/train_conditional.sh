@@ -79,11 +79,10 @@ stage() {
 # ago), BCDM_FINETUNE_STEPS more from it with seed 1, BCDM_THIRD_STEPS more with seed 2 and the
 # rate decaying along a cosine from 2e-4, BCDM_FOURTH_STEPS more with seed 3, cosine from 1.5e-4
 # (70 minutes; validation loss 0.000754 -> 0.000726; the previous release's bcdm-mri), then
-# BCDM_FINAL_STEPS more with seed 4, cosine from 1e-4 (84 minutes beside other jobs;
-# validation loss 0.000726 -> 0.000689). Each card's
-# training.initialised_from names the stage it started from; the shipped fourth and fifth stages
-# started from the shipped (fp16) stage before them, this script starts each from the fp32 card of
-# its own previous stage.
+# BCDM_FINAL_STEPS more with seed 4, cosine from 1e-4 (84 minutes beside other jobs; validation
+# loss 0.000726 -> 0.000689). Each card's training.initialised_from names the stage it started
+# from; the shipped fourth and fifth stages started from the shipped (fp16) stage before them, this
+# script starts each from the fp32 card of its own previous stage.
 # (BCDM_FINAL_STEPS named the fourth stage in the previous release. An OUTDIR trained by that
 # release holds the fourth stage as bcdm-mri.*: rename those files to bcdm-mri-stage4.* and the
 # card's "weights" to match, or this script stops at the fifth stage.)
