@@ -1,7 +1,8 @@
 """Where blind deblurring's kernel error comes from (issue 12): BlindDPS against blind TV.
 
     python benchmarks/blind_kernel.py [--slices N] [--steps S ...] [--samples K ...] [--seeds N]
-                                      [--zeta Z] [--kernel-zeta KZ] [--json PATH]
+                                      [--zeta Z] [--kernel-zeta KZ] [--kernel-prior NAME]
+                                      [--json PATH]
 
 The demo's `deblur-motion` case (9 x 9 motion kernel, noise 0.01) on the middle `--slices` of the
 validation slab (as `benchmarks/tune.py`, seed 100; never the test slab). Runs the demo's blind TV
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="BlindDPS's sampler seeds (default 1)")
     parser.add_argument("--zeta", type=float, default=TUNED["blind-dps"]["zeta"])
     parser.add_argument("--kernel-zeta", type=float, default=TUNED["blind-dps"]["kernel_zeta"])
+    parser.add_argument("--kernel-prior", help="BlindDPS's kernel prior (shipped name or card path)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -104,6 +106,8 @@ def main() -> None:
     for steps in args.steps or [blind_dps["sampler"]["steps"]]:
         for k in args.samples or [1]:
             sampler = {**blind_dps["sampler"], "zeta": args.zeta, "kernel_zeta": args.kernel_zeta}
+            if args.kernel_prior:
+                sampler["kernel_prior"] = args.kernel_prior
             sampler.update(steps=steps, samples=k)
             label = f"BlindDPS, {steps} steps" + (f", mean of {k}" if k > 1 else "")
             runs.append((label, {**blind_dps, "sampler": sampler}, seeds))
