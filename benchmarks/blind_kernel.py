@@ -2,14 +2,14 @@
 
     python benchmarks/blind_kernel.py [--slices N] [--steps S ...] [--samples K ...] [--seeds N]
                                       [--zeta Z] [--kernel-zeta KZ] [--kernel-prior NAME]
-                                      [--json PATH]
+                                      [--[no-]straight-through] [--json PATH]
 
 The demo's `deblur-motion` case (9 x 9 motion kernel, noise 0.01) on the middle `--slices` of the
 validation slab (as `benchmarks/tune.py`, seed 100; never the test slab). Runs the demo's blind TV
-and BlindDPS (reference form, the demo's zeta and kernel_zeta unless given, at each `--steps` and
-`--samples`, with the sampler seeds 100 .. 100 + `--seeds` - 1 and their mean; blind TV has no
-seed) and prints, per method, PSNR and the kernel's relative error ||k - k_true|| / ||k_true||
-with two diagnostics beside it:
+and BlindDPS (reference form, the demo's zeta, kernel_zeta, kernel prior and straight-through
+gradient unless given, at each `--steps` and `--samples`, with the sampler seeds 100 .. 100 +
+`--seeds` - 1 and their mean; blind TV has no seed) and prints, per method, PSNR and the kernel's
+relative error ||k - k_true|| / ||k_true|| with two diagnostics beside it:
 - the error of blind TV's starting kernel (a Gaussian of std `initial_sigma`), before any iteration;
 - the error of the kernel that best explains y from the method's final image (non-negative least
   squares, normalised to sum one), on intensities and on image gradients (where a blur's fine
@@ -81,6 +81,12 @@ def main() -> None:
     parser.add_argument("--zeta", type=float, default=TUNED["blind-dps"]["zeta"])
     parser.add_argument("--kernel-zeta", type=float, default=TUNED["blind-dps"]["kernel_zeta"])
     parser.add_argument("--kernel-prior", help="BlindDPS's kernel prior (shipped name or card path)")
+    parser.add_argument(
+        "--straight-through",
+        action=argparse.BooleanOptionalAction,
+        default=TUNED["blind-dps"]["straight_through"],
+        help="the kernel's gradient straight through its clips (the demo's) or the reference's clipped one",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -106,6 +112,7 @@ def main() -> None:
     for steps in args.steps or [blind_dps["sampler"]["steps"]]:
         for k in args.samples or [1]:
             sampler = {**blind_dps["sampler"], "zeta": args.zeta, "kernel_zeta": args.kernel_zeta}
+            sampler["straight_through"] = args.straight_through
             if args.kernel_prior:
                 sampler["kernel_prior"] = args.kernel_prior
             sampler.update(steps=steps, samples=k)

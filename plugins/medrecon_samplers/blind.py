@@ -67,16 +67,28 @@ class KernelFrame:
 
     def magnitude(self, image: torch.Tensor) -> torch.Tensor:
         """(..., S, S) prior images -> non-negative (..., k, k) kernel weights (not normalised)."""
-        return ((image[..., self.rows, self.cols] + 1) / 2).clamp_min(0)
+        return self.magnitude_unclipped(image).clamp_min(0)
 
-    def kernel(self, image: torch.Tensor) -> torch.Tensor:
+    def magnitude_unclipped(self, image: torch.Tensor) -> torch.Tensor:
+        """The kernel weights before the clip at zero (background pixels below zero)."""
+        return (image[..., self.rows, self.cols] + 1) / 2
+
+    def kernel(self, image: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
         """The normalised kernel; a weight of 1e-3 at the centre keeps it a valid kernel (a delta)
-        when every pixel of the image is at or below the background."""
-        weights = self.magnitude(image)
+        when every pixel of the image is at or below the background. With `straight_through`, the
+        clip at zero passes gradients unchanged (a pixel at the background can still gain weight)."""
+        weights = clip(self.magnitude_unclipped(image), 0.0, None, straight_through)
         centre = torch.zeros(weights.shape[-2:], dtype=weights.dtype, device=weights.device)
         centre[weights.shape[-2] // 2, weights.shape[-1] // 2] = 1e-3
         weights = weights + centre
         return weights / weights.sum(dim=(-2, -1), keepdim=True)
+
+
+def clip(value: torch.Tensor, low, high, straight_through: bool) -> torch.Tensor:
+    """`value` clipped to [low, high]; with `straight_through`, the clip's gradient is the identity
+    (the straight-through estimator) instead of zero outside the range."""
+    clipped = value.clamp(low, high)
+    return value + (clipped - value).detach() if straight_through else clipped
 
 
 def load_kernel_prior(weights: str) -> DiffusionPrior:
@@ -114,6 +126,15 @@ class BlindDPS(DiffusionSampler):
     constant: the reference has, in effect, no kernel regulariser. `form = "medrecon"` (default)
     is the variant above: constant steps, gradient through the unclipped estimates, L1 on the
     kernel image.
+
+    `straight_through = True` (a medrecon deviation from both, off by default; the demo uses it):
+    the kernel's clips (k0_hat to [-1, 1], the weights at zero) pass the gradient unchanged (the
+    straight-through estimator) while their values stay clipped. Without it, every pixel that the
+    kernel estimate puts at the background gets no gradient, so the data can only reweight the
+    pixels the kernel prior's draw switched on and the kernel stays, in effect, a prior draw:
+    measured on the demo's deblurring case (validation slice, reference form, zeta 12, 100 steps,
+    sampler seeds 100-104), kernel errors with kernel_zeta 0.03 are 0.43-1.35 (mean 0.879), with
+    no kernel step at all 0.43-1.32 (0.852); with it and kernel_zeta 1, 0.44-0.60 (0.516).
     """
 
     requires = (BLIND_OPERATOR, DIFFUSION_PRIOR)
@@ -129,6 +150,7 @@ class BlindDPS(DiffusionSampler):
         l1: float = 0.01,
         kernel_prior: str = "motion-kernels",
         form: Literal["medrecon", "reference"] = "medrecon",
+        straight_through: bool = False,
     ):
         if samples < 1:
             raise InputError(f"blind-dps: samples must be >= 1, got {samples}")
@@ -138,7 +160,7 @@ class BlindDPS(DiffusionSampler):
             raise InputError(f"blind-dps: form must be 'medrecon' or 'reference', got {form!r}")
         super().__init__(steps, samples, eta=1.0)
         self.zeta, self.kernel_zeta, self.l1 = zeta, kernel_zeta, l1
-        self.kernel_prior, self.form = kernel_prior, form
+        self.kernel_prior, self.form, self.straight_through = kernel_prior, form, straight_through
 
     def iterate(
         self, problem: Problem, prior: DiffusionPrior, *, seed: int = 0
@@ -183,8 +205,8 @@ class BlindDPS(DiffusionSampler):
                 x0 = prior.predict_x0(x_leaf, t)
                 k0 = kprior.predict_x0(k_leaf.reshape(-1, *frame.frame), t).reshape(k_shape)
                 if reference:  # the gradient goes through the clipped estimates
-                    x0, k0 = x0.clamp(lo, hi), k0.clamp(-1.0, 1.0)
-                kernel = frame.kernel(k0)
+                    x0, k0 = x0.clamp(lo, hi), clip(k0, -1.0, 1.0, self.straight_through)
+                kernel = frame.kernel(k0, self.straight_through)
                 # the data term in model units: (y - k * (s x0 + o)) / s, one norm per chain and slice
                 residual = y_model - op.forward(x0 + offset / scale, kernel)
                 norms = torch.linalg.vector_norm(residual.reshape(k_count, slices, -1), dim=2)
@@ -209,6 +231,7 @@ class BlindDPS(DiffusionSampler):
             "samples": k_count,
             "kernel_prior": self.kernel_prior,
             "form": self.form,
+            "straight_through": self.straight_through,
             "intensity": intensity.describe(),
         }
         extras = {"kernel": kernels.mean(dim=0)}
