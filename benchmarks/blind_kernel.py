@@ -116,7 +116,9 @@ def main() -> None:
             if args.kernel_prior:
                 sampler["kernel_prior"] = args.kernel_prior
             sampler.update(steps=steps, samples=k)
-            label = f"BlindDPS, {steps} steps" + (f", mean of {k}" if k > 1 else "")
+            gradient = "straight-through" if args.straight_through else "clipped"
+            label = f"BlindDPS ({gradient}, kernel_zeta {args.kernel_zeta:g}), {steps} steps"
+            label += f", mean of {k}" if k > 1 else ""
             runs.append((label, {**blind_dps, "sampler": sampler}, seeds))
     for label, recipe, run_seeds in runs:
         first = len(rows)

@@ -45,7 +45,7 @@ CASES = {
 }
 #: BlindDPS in the reference code's form at the demo's 100 steps: (zeta, kernel_zeta), a grid, all
 #: with the reference's clipped kernel gradient (the demo's straight-through kernel gradient and its
-#: kernel_zeta were chosen over five seeds by `benchmarks/blind_kernel.py --seeds 5 --kernel-zeta KZ`)
+#: kernel_zeta were measured with `benchmarks/blind_kernel.py --seeds 5`: see the TUNED comment)
 BLIND_DPS_GRID = [
     (8.0, 0.3),
     (12.0, 0.3),

@@ -65,19 +65,16 @@ class KernelFrame:
         self.rows = slice(c - kernel_shape[0] // 2, c + kernel_shape[0] // 2 + 1)
         self.cols = slice(c - kernel_shape[1] // 2, c + kernel_shape[1] // 2 + 1)
 
-    def magnitude(self, image: torch.Tensor) -> torch.Tensor:
-        """(..., S, S) prior images -> non-negative (..., k, k) kernel weights (not normalised)."""
-        return self.magnitude_unclipped(image).clamp_min(0)
-
-    def magnitude_unclipped(self, image: torch.Tensor) -> torch.Tensor:
-        """The kernel weights before the clip at zero (background pixels below zero)."""
-        return (image[..., self.rows, self.cols] + 1) / 2
+    def magnitude(self, image: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
+        """(..., S, S) prior images -> non-negative (..., k, k) kernel weights (not normalised).
+        With `straight_through`, the clip at zero passes gradients unchanged (a pixel below the
+        background can still gain weight)."""
+        return clip((image[..., self.rows, self.cols] + 1) / 2, 0.0, None, straight_through)
 
     def kernel(self, image: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
         """The normalised kernel; a weight of 1e-3 at the centre keeps it a valid kernel (a delta)
-        when every pixel of the image is at or below the background. With `straight_through`, the
-        clip at zero passes gradients unchanged (a pixel at the background can still gain weight)."""
-        weights = clip(self.magnitude_unclipped(image), 0.0, None, straight_through)
+        when every pixel of the image is at or below the background."""
+        weights = self.magnitude(image, straight_through)
         centre = torch.zeros(weights.shape[-2:], dtype=weights.dtype, device=weights.device)
         centre[weights.shape[-2] // 2, weights.shape[-1] // 2] = 1e-3
         weights = weights + centre
@@ -128,10 +125,11 @@ class BlindDPS(DiffusionSampler):
     kernel image.
 
     `straight_through = True` (a medrecon deviation from both, off by default; the demo uses it):
-    the kernel's clips (k0_hat to [-1, 1], the weights at zero) pass the gradient unchanged (the
-    straight-through estimator) while their values stay clipped. Without it, every pixel that the
-    kernel estimate puts at the background gets no gradient, so the data can only reweight the
-    pixels the kernel prior's draw switched on and the kernel stays, in effect, a prior draw:
+    the kernel's clips (the reference's clip of k0_hat to [-1, 1]; the clip of the weights at zero,
+    which only the medrecon form reaches) pass the gradient unchanged (the straight-through
+    estimator) while their values stay clipped. Without it, every kernel pixel whose estimate falls
+    below the background (-1) gets no gradient, so the data cannot switch on a pixel the kernel
+    prior's draw left off and the kernel stays, in effect, a prior draw:
     measured on the demo's deblurring case (validation slice, reference form, zeta 12, 100 steps,
     sampler seeds 100-104), kernel errors with kernel_zeta 0.03 are 0.43-1.35 (mean 0.879), with
     no kernel step at all 0.43-1.32 (0.852); with it and kernel_zeta 1, 0.44-0.60 (0.516).
@@ -210,7 +208,9 @@ class BlindDPS(DiffusionSampler):
                 # the data term in model units: (y - k * (s x0 + o)) / s, one norm per chain and slice
                 residual = y_model - op.forward(x0 + offset / scale, kernel)
                 norms = torch.linalg.vector_norm(residual.reshape(k_count, slices, -1), dim=2)
-                sparsity = kernel if reference else frame.magnitude(k0)
+                # the reference's L1 acts on the normalised kernel, which sums to one: a constant,
+                # without gradient (detached: through straight-through clips it would have one)
+                sparsity = kernel.detach() if reference else frame.magnitude(k0)
                 loss = norms.sum() + self.l1 * slices * sparsity.abs().sum()
                 gx, gk = torch.autograd.grad(loss, (x_leaf, k_leaf))
                 gk = gk / slices  # the shared kernel sees the mean over slices

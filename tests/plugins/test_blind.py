@@ -114,33 +114,41 @@ def test_blind_dps_offers_the_reference_code_s_form(kernel_prior, blurred, host)
 def test_straight_through_lets_the_data_put_weight_where_the_kernel_estimate_is_background(
     kernel_prior, blurred, host
 ):
-    """BlindDPS's kernel step differentiates through the kernel's clips: with the plain clip, a
-    pixel below the background gets no gradient, so no data term can switch it on."""
+    """BlindDPS's kernel step differentiates through the kernel's clips: with plain clips, a pixel
+    whose estimate is below the background (-1) gets no gradient, so no data term can switch it on."""
     from medrecon_priors.network import load_prior
     from medrecon_samplers.blind import KernelFrame, clip
 
     frame = KernelFrame(load_prior(str(kernel_prior)), (5, 5))
     wanted = torch.zeros(5, 5)
-    wanted[2, :] = 0.2  # a horizontal streak, where the estimate below is a delta
-    gradients = {}
-    for straight in (False, True):
-        image = torch.full((8, 8), -1.2)
-        image[3, 3:5] = 0.6  # kernel pixels (2, 2) and (2, 3); every other one below the background
-        image.requires_grad_(True)
-        kernel = frame.kernel(clip(image, -1.0, 1.0, straight), straight)
-        torch.testing.assert_close(kernel, frame.kernel(image.detach()))  # same values either way
-        ((kernel - wanted) ** 2).sum().backward()
-        gradients[straight] = image.grad[3, 1:6]  # the streak's row, kernel columns 0-4
-    off = [0, 1, 4]
-    assert (gradients[False][off] == 0).all() and (gradients[False][2:4] != 0).all()
-    assert (gradients[True][off] < 0).all()  # a descent step raises the streak's missing pixels
+    wanted[2, :] = 0.2  # a horizontal streak through the centre
+    off = [0, 1, 4]  # its pixels that the estimate below leaves at the background
+    image = torch.full((8, 8), -1.2)
+    image[3, 3:5] = 0.6  # kernel pixels (2, 2) and (2, 3) on, every other one below the background
+    # the medrecon form's path (weights clipped at zero), then the reference's (k0_hat clipped to
+    # [-1, 1] first); values the same either way
+    for reference in (False, True):
+        gradients = {}
+        for straight in (False, True):
+            leaf = image.clone().requires_grad_(True)
+            k0 = clip(leaf, -1.0, 1.0, straight) if reference else leaf
+            kernel = frame.kernel(k0, straight)
+            torch.testing.assert_close(kernel, frame.kernel(image))
+            ((kernel - wanted) ** 2).sum().backward()
+            gradients[straight] = leaf.grad[3, 1:6]  # the streak's row, kernel columns 0-4
+        assert (gradients[False][off] == 0).all()
+        assert (gradients[True][off] < 0).all()  # a descent step raises the streak's missing pixels
+
     _, m = blurred
-    result = medrecon.reconstruct(
-        blind_dps(kernel_prior, form="reference", straight_through=True), m, seed=1, host=host
-    )
+    straight = blind_dps(kernel_prior, form="reference", straight_through=True)
+    result = medrecon.reconstruct(straight, m, seed=1, host=host)
     plain = medrecon.reconstruct(blind_dps(kernel_prior, form="reference"), m, seed=1, host=host)
     assert result.info["straight_through"] and not plain.info["straight_through"]
     assert not torch.equal(result.extras["kernel"], plain.extras["kernel"])
+    # the reference's L1 on the normalised kernel stays without effect
+    straight["sampler"]["l1"] = 0.0
+    no_l1 = medrecon.reconstruct(straight, m, seed=1, host=host)
+    torch.testing.assert_close(no_l1.image, result.image, atol=1e-5, rtol=1e-4)
 
 
 def test_blind_dps_draws_samples_with_a_kernel_each(kernel_prior, blurred, host):
