@@ -240,9 +240,10 @@ TUNED: dict = {
     "blind-tv": 0.001,
     # the reference code's form, 100 steps (its zeta of 1 at 1000 steps grows about as 1 / steps),
     # zeta from tune.py's grid (clipped gradient, not re-tuned); the kernel's gradient straight
-    # through its clips with kernel_zeta 1, of the two values tried (`benchmarks/blind_kernel.py`,
-    # validation slice): mean kernel error 0.538 at 1, 0.543 at 3 over seeds 100, 101, 104 (0.516
-    # at 1 over seeds 100-104; 0.879 with the reference's clipped gradient at tune.py's 0.03)
+    # through its clips with kernel_zeta 1, of the three values tried (`benchmarks/blind_kernel.py`,
+    # validation slice): mean kernel error 0.538 at 1, 0.543 at 3 over seeds 100, 101, 104; 0.442 /
+    # 0.503 at 1, 0.525 / 0.751 at 0.3 at seeds 100 / 102 (0.516 at 1 over seeds 100-104; 0.879
+    # with the reference's clipped gradient at tune.py's 0.03)
     "blind-dps": {"form": "reference", "zeta": 12.0, "kernel_zeta": 1.0, "straight_through": True},
     # the conditional samplers on volumes (benchmarks/quality.py --conditional; tune.py --conditional
     # --data-consistency): each estimate refined by one ADMM iteration with TV along z
