@@ -111,11 +111,15 @@ def main() -> None:
     seeds = list(range(SEED, SEED + args.seeds))
     for steps in args.steps or [blind_dps["sampler"]["steps"]]:
         for k in args.samples or [1]:
-            sampler = {**blind_dps["sampler"], "zeta": args.zeta, "kernel_zeta": args.kernel_zeta}
-            sampler["straight_through"] = args.straight_through
-            if args.kernel_prior:
-                sampler["kernel_prior"] = args.kernel_prior
-            sampler.update(steps=steps, samples=k)
+            sampler = {
+                **blind_dps["sampler"],
+                **({"kernel_prior": args.kernel_prior} if args.kernel_prior else {}),
+                "zeta": args.zeta,
+                "kernel_zeta": args.kernel_zeta,
+                "straight_through": args.straight_through,
+                "steps": steps,
+                "samples": k,
+            }
             gradient = "straight-through" if args.straight_through else "clipped"
             label = f"BlindDPS ({gradient}, kernel_zeta {args.kernel_zeta:g}), {steps} steps"
             label += f", mean of {k}" if k > 1 else ""
