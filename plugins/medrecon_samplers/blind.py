@@ -4,6 +4,9 @@
   blind inverse problems"): two reverse diffusions run side by side, the image under the image prior
   and the kernel under a kernel diffusion prior; at every step both are pulled towards the
   measurement by the gradient of ||y - k0_hat * x0_hat|| + l1 ||k0_hat||_1 in their noisy iterates.
+- `blind-dds`: diffusion EM in DDS's form: at every step the image's Tweedie estimate takes DDS's
+  CG data-consistency step with the current kernel, and (in the second half of the run) the kernel
+  takes least-squares steps against that refined image.
 - `blind-tv`: the classical baseline, alternating minimisation of 1/2 ||y - k * x||^2 + TV(x) over
   the image (ADMM) and over the kernel (projected gradient onto non-negative kernels summing to one).
 """
@@ -29,7 +32,8 @@ from medrecon import (
 )
 from medrecon.numerics import clip_and_normalise, conjugate_gradient, ddim_step, noise_of
 from medrecon.numerics.intensity import IntensityMap, percentile_map
-from medrecon_samplers.diffusion_steps import DiffusionSampler
+from medrecon_samplers.decomposed import dds_step
+from medrecon_samplers.diffusion_steps import DiffusionSampler, check_parameters
 
 
 def _check_blind_2d_kernel(problem: Problem, name: str) -> tuple[int, int]:
@@ -86,6 +90,36 @@ def clip(value: torch.Tensor, low, high, straight_through: bool) -> torch.Tensor
     (the straight-through estimator) instead of zero outside the range."""
     clipped = value.clamp(low, high)
     return value + (clipped - value).detach() if straight_through else clipped
+
+
+def blurred_intensity(problem: Problem, prior: DiffusionPrior) -> IntensityMap:
+    """The map between physical units and the image prior's: a blur with a kernel summing to one
+    keeps intensities, so the measurement's percentiles stand in for the image's (the unknown
+    kernel is never needed). The identity for a prior in physical units."""
+    if prior.data_range is None:
+        return IntensityMap(1.0, 0.0, "none: the image prior works in physical units")
+    return percentile_map(problem.y, prior.data_range, "the blurred measurement")
+
+
+def gaussian_start(shape: tuple[int, int], sigma: float, device) -> torch.Tensor:
+    """An isotropic Gaussian kernel of std `sigma` pixels on `shape`, summing to one: the classical
+    starting guess of blind deconvolution."""
+    axes = [torch.arange(s, device=device, dtype=torch.float32) - s // 2 for s in shape]
+    rr, cc = torch.meshgrid(*axes, indexing="ij")
+    kernel = torch.exp(-(rr**2 + cc**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def fit_kernel(
+    op, image: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, iterations: int
+) -> torch.Tensor:
+    """`iterations` of projected gradient on 1/2 ||y - k * image||^2 over kernels k from `kernel`:
+    step 1 / L (L by power iteration), then negative weights clipped and the sum made one."""
+    lipschitz = _kernel_lipschitz(op, image)
+    for _ in range(iterations):
+        grad = op.adjoint_kernel(op.forward(image, kernel) - y, image)
+        kernel = clip_and_normalise(kernel - grad / lipschitz)
+    return kernel
 
 
 def load_kernel_prior(weights: str) -> DiffusionPrior:
@@ -171,11 +205,7 @@ class BlindDPS(DiffusionSampler):
         if len(kprior.alphas_cumprod) != len(prior.alphas_cumprod):
             raise InputError("blind-dps: the image and kernel priors must share the number of time steps")
         data_range = prior.data_range
-        if data_range is None:  # a prior in physical units
-            intensity = IntensityMap(1.0, 0.0, "none: the image prior works in physical units")
-        else:
-            # a blur with a kernel summing to one keeps intensities: y's percentiles stand in for x's
-            intensity = percentile_map(problem.y, data_range, "the blurred measurement")
+        intensity = blurred_intensity(problem, prior)
         scale, offset = intensity.scale, intensity.offset
         times = self.times(prior)
         abar_x = prior.alphas_cumprod.to(device)
@@ -243,6 +273,127 @@ class BlindDPS(DiffusionSampler):
         )
 
 
+class BlindDDS(DiffusionSampler):
+    """Blind DDS: diffusion EM in the form of DDS (a medrecon sampler; the alternation is that of
+    Fast Diffusion EM, Laroche, Almansa, Coupete, WACV 2024, and GibbsDDRM, Murata et al., ICML
+    2023, but with one kernel update per diffusion step instead of outer EM rounds, and without a
+    kernel prior).
+
+    At each step: the image prior's Tweedie estimate x0_hat (clipped to the prior's range);
+    DDS's data-consistency step with the current kernel k, `cg_iterations` of CG on
+    (A_k^T A_k + gamma I) x = A_k^T y + gamma x0_hat from x0_hat (gamma in units of ||A||^2,
+    which is at most 1 for a blur); from step `kernel_start` x steps on, the kernel step (EM's
+    M-step): `kernel_iterations` of projected gradient on 1/2 ||y - k * x||^2 over non-negative
+    kernels summing to one at that refined x, warm-started from the current k; then DDS's step to
+    t - 1 from the refined x. The kernel starts as an isotropic Gaussian of std `initial_sigma`
+    pixels (blind TV's start). One network evaluation per step, no network gradient. A volume's
+    slices share one 2D kernel per chain. The image's intensity map comes from the measurement, as
+    BlindDPS's. `extras["kernel"]` is the estimate (and `kernel_std` over several samples).
+
+    Waiting with the kernel matters: fitted to the blurry early estimates, the kernel goes its own
+    way and the image follows it. Chosen on the demo's deblurring case (validation slice, sampler
+    seed 100, 100 steps): kernel steps from the first step (gamma 1, 10 iterations) gave kernel
+    error 0.686 and 27.45 dB; from step 0.3 x steps (gamma 0.03) 0.454; from halfway with gamma
+    0.1 / 0.03 / 0.01 / 0.003, 0.445 / 0.405 / 0.397 / 0.395; with gamma 0.01 and 50 kernel
+    iterations (the defaults) 0.388 and 30.34 dB (blind TV: 0.405, 28.55 dB)."""
+
+    requires = (BLIND_OPERATOR, DIFFUSION_PRIOR)
+
+    def __init__(
+        self,
+        steps: int = 100,
+        samples: int = 1,
+        eta: float = 0.85,
+        gamma: float = 0.01,
+        cg_iterations: int = 5,
+        kernel_iterations: int = 50,
+        kernel_start: float = 0.5,
+        initial_sigma: float = 2.0,
+    ):
+        super().__init__(steps, samples, eta)
+        check_parameters(
+            "blind-dds",
+            gamma=(gamma, gamma >= 0, ">= 0"),
+            cg_iterations=(cg_iterations, cg_iterations >= 1, ">= 1"),
+            kernel_iterations=(
+                kernel_iterations,
+                kernel_iterations >= 0,
+                ">= 0 (0: the kernel stays its start)",
+            ),
+            kernel_start=(kernel_start, 0 <= kernel_start <= 1, "a fraction of the steps in [0, 1]"),
+            initial_sigma=(initial_sigma, initial_sigma > 0, "> 0 pixels"),
+        )
+        self.gamma, self.cg_iterations = gamma, cg_iterations
+        self.kernel_iterations, self.kernel_start, self.initial_sigma = (
+            kernel_iterations,
+            kernel_start,
+            initial_sigma,
+        )
+
+    def iterate(
+        self, problem: Problem, prior: DiffusionPrior, *, seed: int = 0
+    ) -> Generator[Step, None, Reconstruction]:
+        op, y = problem.operator, problem.y
+        device = y.device
+        kernel_shape = _check_blind_2d_kernel(problem, "blind-dds")
+        intensity = blurred_intensity(problem, prior)
+        # y = k * (s x + o) for the prior's image x: y / s = k * (x + o / s), with the zero boundary
+        y_model, shift = y / intensity.scale, intensity.offset / intensity.scale
+        lo, hi = prior.data_range or (-float("inf"), float("inf"))
+        times = self.times(prior)
+        abar = prior.alphas_cumprod.to(device)
+        gen = torch.Generator().manual_seed(int(seed))
+        chains = self.samples
+        # one kernel per chain, broadcast over the slices of a volume
+        k_shape = (chains, *([1] * (len(op.domain_shape) - 2)), *kernel_shape)
+        kernels = gaussian_start(kernel_shape, self.initial_sigma, device).expand(k_shape).clone()
+        first_kernel_step = int(self.kernel_start * len(times))
+        one = torch.ones((), device=device)
+        x = torch.randn((chains, *op.domain_shape), generator=gen).to(device)
+        for i, t in enumerate(times):
+            a_t, a_prev = abar[t], abar[times[i + 1]] if i + 1 < len(times) else one
+            z = torch.randn(x.shape, generator=gen).to(device)
+            # denoising step: Tweedie's estimate and the noise it implies
+            x0_hat = prior.predict_x0(x, t).clamp(lo, hi)
+            eps_hat = noise_of(x, x0_hat, a_t)
+            # data-consistency step (E-step) with the current kernels, on the image in y's units
+            start = x0_hat + shift
+
+            def normal(v: torch.Tensor, k=kernels) -> torch.Tensor:
+                return op.adjoint(op.forward(v, k), k) + self.gamma * v
+
+            rhs = op.adjoint(y_model, kernels) + self.gamma * start
+            refined = conjugate_gradient(normal, rhs, start, iterations=self.cg_iterations, batch_dims=1)
+            # kernel step (M-step), once the image estimate has settled
+            if i >= first_kernel_step:
+                kernels = torch.stack(
+                    [
+                        fit_kernel(op, refined[c], y_model, kernels[c], self.kernel_iterations)
+                        for c in range(chains)
+                    ]
+                )
+            x0 = refined - shift
+            # sampling step: DDS's step to t - 1 from the refined estimate
+            x = dds_step(x0, eps_hat, a_prev, self.eta, z)
+            yield Step(i, len(times), intensity.to_physical(x0).mean(dim=0))
+        image = intensity.to_physical(x0)
+        estimates = kernels.reshape(chains, *kernel_shape)
+        info = {
+            "nfe": self.nfe(len(times)),
+            "steps": len(times),
+            "samples": chains,
+            "kernel_start": self.kernel_start,
+            "intensity": intensity.describe(),
+        }
+        extras = {"kernel": estimates.mean(dim=0)}
+        if chains == 1:
+            return Reconstruction(image[0], extras=extras, info=info)
+        extras["kernel_std"] = estimates.std(dim=0)
+        return Reconstruction(
+            image.mean(dim=0), std=image.std(dim=0), samples=image, extras=extras, info=info
+        )
+
+
 class BlindTV(Sampler):
     """Classical blind deconvolution by alternating minimisation of 1/2 ||y - k * x||^2 + TV(x)
     (in the spirit of Chan and Wong, IEEE TIP 1998): for `iterations` rounds, `image_iterations`
@@ -270,10 +421,7 @@ class BlindTV(Sampler):
     ) -> Generator[Step, None, Reconstruction]:
         op, y = problem.operator, problem.y
         shape = _check_blind_2d_kernel(problem, "blind-tv")
-        axes = [torch.arange(s, device=y.device, dtype=torch.float32) - s // 2 for s in shape]
-        rr, cc = torch.meshgrid(*axes, indexing="ij")
-        kernel = torch.exp(-(rr**2 + cc**2) / (2 * self.initial_sigma**2))
-        kernel = kernel / kernel.sum()
+        kernel = gaussian_start(shape, self.initial_sigma, y.device)
         rho = self.rho  # ||A|| <= 1 for a non-negative kernel summing to one
         x = y.clone()
         z, u = x.clone(), torch.zeros_like(x)
@@ -287,10 +435,7 @@ class BlindTV(Sampler):
                 x = conjugate_gradient(normal, aty + rho * (z - u), x, iterations=5)
                 z = prior.prox(x + u, 1.0 / rho)
                 u = u + x - z
-            lipschitz = _kernel_lipschitz(op, z)
-            for _ in range(self.kernel_iterations):
-                grad = op.adjoint_kernel(op.forward(z, kernel) - y, z)
-                kernel = clip_and_normalise(kernel - grad / lipschitz)
+            kernel = fit_kernel(op, z, y, kernel, self.kernel_iterations)
             yield Step(i, self.iterations, z)
         info = {"nfe": 0, "sampler": "blind-tv", "rho": rho}
         return Reconstruction(z, extras={"kernel": kernel}, info=info)

@@ -1,7 +1,7 @@
 """Registers the built-in samplers with medrecon (entry point `samplers`)."""
 
 import medrecon
-from medrecon_samplers.blind import BlindDPS, BlindTV
+from medrecon_samplers.blind import BlindDDS, BlindDPS, BlindTV
 from medrecon_samplers.classical import AdjointSampler, ADMMSampler, CGSampler
 from medrecon_samplers.conditional import BCDM, DiffUnfolding
 from medrecon_samplers.decomposed import CCDF, DDS
@@ -46,6 +46,11 @@ SAMPLERS = (
         "blind-dps",
         BlindDPS,
         "BlindDPS (Chung et al. 2023): image and blur kernel diffused jointly, each with its own prior",
+    ),
+    (
+        "blind-dds",
+        BlindDDS,
+        "Blind DDS: diffusion EM, DDS's data-consistency step with the current kernel, then a kernel fit",
     ),
     (
         "blind-tv",
