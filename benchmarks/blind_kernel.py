@@ -1,16 +1,20 @@
-"""Where blind deblurring's kernel error comes from (issue 12): BlindDPS against blind TV.
+"""Where blind deblurring's kernel error comes from (issue 12): BlindDPS and blind DDS against blind TV.
 
     python benchmarks/blind_kernel.py [--slices N] [--steps S ...] [--samples K ...] [--seeds N]
                                       [--zeta Z] [--kernel-zeta KZ] [--kernel-prior NAME]
-                                      [--[no-]straight-through] [--json PATH]
+                                      [--[no-]straight-through] [--initial-sigma S ...]
+                                      [--method blind-tv|blind-dps|blind-dds ...] [--json PATH]
 
 The demo's `deblur-motion` case (9 x 9 motion kernel, noise 0.01) on the middle `--slices` of the
-validation slab (as `benchmarks/tune.py`, seed 100; never the test slab). Runs the demo's blind TV
-and BlindDPS (reference form, the demo's zeta, kernel_zeta, kernel prior and straight-through
-gradient unless given, at each `--steps` and `--samples`, with the sampler seeds 100 .. 100 +
-`--seeds` - 1 and their mean; blind TV has no seed) and prints, per method, PSNR and the kernel's
+validation slab (as `benchmarks/tune.py`, seed 100; never the test slab). Runs the demo's blind TV,
+BlindDPS (reference form, the demo's zeta, kernel_zeta, kernel prior and straight-through
+gradient unless given, at each `--steps` and `--samples`) and blind DDS (the demo's), or the
+`--method`s named; blind TV and blind DDS from each `--initial-sigma` (their Gaussian starting
+kernel; default: each its own, blind TV the demo's 2 px, blind DDS its 3 px); the diffusion
+samplers with the sampler seeds 100 .. 100 + `--seeds` - 1 and their mean (blind TV has no seed).
+Prints, per method, PSNR and the kernel's
 relative error ||k - k_true|| / ||k_true|| with two diagnostics beside it:
-- the error of blind TV's starting kernel (a Gaussian of std `initial_sigma`), before any iteration;
+- the error of each starting kernel (a Gaussian of std `initial_sigma`), before any iteration;
 - the error of the kernel that best explains y from the method's final image (non-negative least
   squares, normalised to sum one), on intensities and on image gradients (where a blur's fine
   structure is not buried under the image's low frequencies). From the true image it shows what the
@@ -20,6 +24,7 @@ relative error ||k - k_true|| / ||k_true|| with two diagnostics beside it:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import time
 from pathlib import Path
@@ -32,7 +37,7 @@ from tune import CASES, SEED, validation_volume
 import medrecon
 from medrecon.apps.demo import TUNED, markdown_table, select_cases
 from medrecon.metrics import psnr, relative_error
-from medrecon_deconv import gaussian_kernel
+from medrecon_samplers.blind import BlindDDS, gaussian_start
 
 
 def patches(image: np.ndarray, size: int) -> np.ndarray:
@@ -77,7 +82,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=1)
     parser.add_argument("--steps", type=int, action="append", help="BlindDPS steps (default 100)")
     parser.add_argument("--samples", type=int, action="append", help="BlindDPS samples (default 1)")
-    parser.add_argument("--seeds", type=int, default=1, help="BlindDPS's sampler seeds (default 1)")
+    parser.add_argument("--seeds", type=int, default=1, help="the diffusion samplers' seeds (default 1)")
     parser.add_argument("--zeta", type=float, default=TUNED["blind-dps"]["zeta"])
     parser.add_argument("--kernel-zeta", type=float, default=TUNED["blind-dps"]["kernel_zeta"])
     parser.add_argument("--kernel-prior", help="BlindDPS's kernel prior (shipped name or card path)")
@@ -87,29 +92,46 @@ def main() -> None:
         default=TUNED["blind-dps"]["straight_through"],
         help="the kernel's gradient straight through its clips (the demo's) or the reference's clipped one",
     )
+    parser.add_argument(
+        "--initial-sigma", type=float, action="append", help="blind TV's and blind DDS's start (std, px)"
+    )
+    parser.add_argument("--method", action="append", choices=("blind-tv", "blind-dps", "blind-dds"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    methods = args.method or ["blind-tv", "blind-dps", "blind-dds"]
 
     truth, affine = validation_volume(args.slices)
     op, noise, phase = CASES["deblur-motion"]
     m = medrecon.simulate(truth, op, noise_std=noise, seed=SEED, affine=affine, phase=phase)
     true, y = np.asarray(m.arrays["kernel"], dtype=np.float64), np.asarray(m.y)
-    # the demo's own recipes: blind TV as it is, BlindDPS with the steps, samples and zetas asked
+    # the demo's own recipes: blind TV and blind DDS from each start, BlindDPS with the steps,
+    # samples and zetas asked
     (case,) = select_cases(["deblur-motion"], False)
     recipes = {method.label: method.recipe for method in case.methods}
-    blind_tv, blind_dps = recipes["blind TV"], recipes["BlindDPS"]
-    sigma = blind_tv["sampler"]["initial_sigma"]
-    start_kernel = gaussian_kernel(true.shape[0], (sigma, sigma))
-    rows = [
-        {"method": "true image", **fit_errors(truth, y, true)},
-        {
-            "method": f"blind TV's start (Gaussian, std {sigma} px)",
-            "kernel_error": round(relative_error(true, start_kernel), 3),
-        },
-    ]
-    runs = [("blind TV", blind_tv, [SEED])]
+    blind_tv, blind_dps, blind_dds = recipes["blind TV"], recipes["BlindDPS"], recipes["blind DDS"]
+    # each method's starts: those asked, else its own (the demo's blind TV's, blind DDS's default)
+    starts = {
+        "blind-tv": args.initial_sigma or [blind_tv["sampler"]["initial_sigma"]],
+        "blind-dds": args.initial_sigma or [default_of(BlindDDS, "initial_sigma")],
+    }
+    rows = [{"method": "true image", **fit_errors(truth, y, true)}]
+    for sigma in sorted({s for m, sigmas in starts.items() if m in methods for s in sigmas}):
+        start_kernel = gaussian_start(true.shape, sigma, "cpu").numpy()
+        error = round(relative_error(true, start_kernel), 3)
+        rows.append({"method": f"the start (Gaussian, std {sigma:g} px)", "kernel_error": error})
     seeds = list(range(SEED, SEED + args.seeds))
-    for steps in args.steps or [blind_dps["sampler"]["steps"]]:
+    runs = []
+    if "blind-tv" in methods:
+        for sigma in starts["blind-tv"]:
+            recipe = with_sampler(blind_tv, {"initial_sigma": sigma})
+            runs.append((f"blind TV (start {sigma:g} px)", recipe, [SEED]))
+    if "blind-dds" in methods:
+        for sigma in starts["blind-dds"]:
+            recipe = with_sampler(blind_dds, {"initial_sigma": sigma})
+            steps = recipe["sampler"]["steps"]
+            runs.append((f"blind DDS (start {sigma:g} px), {steps} steps", recipe, seeds))
+    dps_steps = (args.steps or [blind_dps["sampler"]["steps"]]) if "blind-dps" in methods else []
+    for steps in dps_steps:
         for k in args.samples or [1]:
             sampler = {
                 **blind_dps["sampler"],
@@ -123,7 +145,7 @@ def main() -> None:
             gradient = "straight-through" if args.straight_through else "clipped"
             label = f"BlindDPS ({gradient}, kernel_zeta {args.kernel_zeta:g}), {steps} steps"
             label += f", mean of {k}" if k > 1 else ""
-            runs.append((label, {**blind_dps, "sampler": sampler}, seeds))
+            runs.append((label, with_sampler(blind_dps, sampler), seeds))
     for label, recipe, run_seeds in runs:
         first = len(rows)
         for seed in run_seeds:
@@ -135,6 +157,16 @@ def main() -> None:
     print(markdown_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def default_of(factory, name: str):
+    """A factory's default for parameter `name`."""
+    return inspect.signature(factory).parameters[name].default
+
+
+def with_sampler(recipe: dict, params: dict) -> dict:
+    """The recipe with `params` over its sampler's."""
+    return {**recipe, "sampler": {**recipe["sampler"], **params}}
 
 
 def run_method(label, recipe, m, seed, truth, y, true, show_seed) -> dict:

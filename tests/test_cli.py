@@ -183,12 +183,14 @@ def test_demo_quick_writes_figures_reconstructions_and_metrics(tmp_path):
         "TV, true kernel",
         "blind TV",
         "BlindDPS",
+        "blind DDS",
     ]
     mri = {r["method"]: r for r in rows if r["case"] == "mri-8x"}
     assert mri["DDS + TV-z"]["nfe"] == 10 and mri["DDS + TV-z"]["psnr_db"] > mri["zero-filled"]["psnr_db"]
     blind = {r["method"]: r for r in rows if r["case"] == "deblur-motion"}
     assert blind["blind TV"]["kernel_rel_error"] < 1.0  # closer to the truth than no kernel at all
     assert blind["BlindDPS"]["psnr_db"] > 15  # 20 steps blew up (-33 dB) before x0 was clipped
+    assert blind["blind DDS"]["nfe"] == 20 and blind["blind DDS"]["psnr_db"] > blind["blind TV"]["psnr_db"]
     kernel = nib.load(str(out / "deblur-motion_blinddps_kernel.nii.gz")).get_fdata()
     assert (
         kernel.squeeze().shape == (9, 9) and kernel.min() >= 0 and kernel.sum() == pytest.approx(1, abs=1e-4)

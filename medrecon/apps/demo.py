@@ -209,6 +209,11 @@ def cases(quick: bool = False) -> list[Case]:
                 },
             ),
             Method("BlindDPS", {"prior": BRAIN_PRIOR, "sampler": blind}, diffusion=True),
+            Method(
+                "blind DDS",
+                {"prior": BRAIN_PRIOR, "sampler": {"name": "blind-dds", "steps": 20 if quick else 100}},
+                diffusion=True,
+            ),
         ),
         max_slices=2,
     )

@@ -206,10 +206,10 @@ def test_blind_tv_sharpens_and_estimates_the_kernel(host):
     assert psnr(truth, result.image.numpy()) > psnr(truth, m.y) + 1.0
 
 
-def blind_dds(**params):
+def blind_dds(prior=None, **params):
     return {
-        "prior": {"name": "diffusion", "weights": "brain-1mm"},
-        "sampler": {"name": "blind-dds", "steps": 20, "initial_sigma": 1.0, **params},
+        "prior": prior or {"name": "diffusion", "weights": "brain-1mm"},
+        "sampler": {"name": "blind-dds", "steps": 20, **params},
     }
 
 
@@ -232,35 +232,51 @@ def test_blind_dds_moves_its_kernel_towards_the_true_one_and_sharpens(motion_blu
 
     truth, m = motion_blurred
     true_kernel = m.arrays["kernel"]
-    start = gaussian_start((9, 9), 1.0, "cpu").numpy()  # far from the true kernel: error 1.08
+    start = gaussian_start((9, 9), 3.0, "cpu").numpy()  # the default start, wider than the blur
     result = medrecon.reconstruct(blind_dds(), m, seed=1, host=host)
     kernel = result.extras["kernel"].numpy()
     assert kernel.shape == (9, 9) and kernel.min() >= 0 and abs(kernel.sum() - 1) < 1e-5
-    assert relative_error(true_kernel, kernel) < 0.9 * relative_error(true_kernel, start)
+    assert relative_error(true_kernel, kernel) < 0.9 * relative_error(true_kernel, start)  # 0.47 vs 0.58
     assert psnr(truth, result.image.numpy()) > psnr(truth, m.y) + 2.0
-    assert result.info["nfe"] == 20 and result.info["kernel_start"] == 0.5
-    # without kernel steps the kernel stays its Gaussian start: the M-step is what moves it
-    held = medrecon.reconstruct(blind_dds(kernel_iterations=0), m, seed=1, host=host)
-    np.testing.assert_allclose(held.extras["kernel"].numpy(), start, atol=1e-7)
+    assert result.info["nfe"] == 20 and result.info["initial_sigma"] == 3.0
+    # the M-step is what moves the kernel: without kernel steps, or with them starting after the
+    # last step, the kernel stays its Gaussian start
+    for params in ({"kernel_iterations": 0}, {"kernel_start": 1.0}):
+        held = medrecon.reconstruct(blind_dds(**params), m, seed=1, host=host)
+        np.testing.assert_allclose(held.extras["kernel"].numpy(), start, atol=1e-7)
     again = medrecon.reconstruct(blind_dds(), m, seed=1, host=host)
-    torch.testing.assert_close(again.image, result.image)
+    assert torch.equal(again.image, result.image)
+    other = medrecon.reconstruct(blind_dds(), m, seed=2, host=host)
+    assert not torch.equal(other.image, result.image)
 
 
-def test_blind_dds_draws_samples_with_a_kernel_each(motion_blurred, host):
-    _, m = motion_blurred
-    result = medrecon.reconstruct(blind_dds(steps=6, samples=2), m, seed=0, host=host)
-    assert result.samples.shape == (2, *m.y.shape) and result.info["nfe"] == 12
-    assert result.extras["kernel_std"].shape == (9, 9) and float(result.extras["kernel_std"].max()) > 0
+GAUSSIAN = {"name": "gaussian", "kind": "diagonal", "mean": 0.3, "variance": 0.1}
 
 
-def test_blind_dds_refuses_what_it_cannot_use(motion_blurred, host, phantom):
-    _, m = motion_blurred
+def test_blind_dds_keeps_a_kernel_per_chain_on_volumes_and_slices(blurred, host):
+    """Three chains on a two-slice volume (chains and slices must not be confused) and on one 2D
+    slice: each chain ends with a valid kernel of its own."""
+    _, m = blurred
+    volume = medrecon.reconstruct(blind_dds(GAUSSIAN, steps=6, samples=3), m, seed=0, host=host)
+    assert volume.samples.shape == (3, *m.y.shape) and volume.info["nfe"] == 18
+    kernel, spread = volume.extras["kernel"], volume.extras["kernel_std"]
+    assert kernel.shape == spread.shape == (5, 5) and float(spread.max()) > 0
+    assert float(kernel.min()) >= 0 and abs(float(kernel.sum()) - 1) < 1e-5
+    op = {"name": "blind-deconv", "kernel_type": "motion", "kernel_size": 5, "seed": 1}
+    plane = medrecon.simulate(m.ground_truth[0], op, noise_std=0.01, seed=0, host=host)
+    flat = medrecon.reconstruct(blind_dds(GAUSSIAN, steps=6, samples=3), plane, seed=0, host=host)
+    assert flat.samples.shape == (3, 16, 16) and flat.extras["kernel"].shape == (5, 5)
+    assert abs(float(flat.extras["kernel"].sum()) - 1) < 1e-5
+
+
+def test_blind_dds_refuses_what_it_cannot_use(blurred, host, phantom):
+    _, m = blurred
     with pytest.raises(medrecon.InputError, match=r"kernel_start.*a fraction of the steps in \[0, 1\]"):
-        medrecon.reconstruct(blind_dds(kernel_start=1.5), m, host=host)
+        medrecon.reconstruct(blind_dds(GAUSSIAN, kernel_start=1.5), m, host=host)
     with pytest.raises(medrecon.InputError, match="initial_sigma"):
-        medrecon.reconstruct(blind_dds(initial_sigma=0.0), m, host=host)
+        medrecon.reconstruct(blind_dds(GAUSSIAN, initial_sigma=0.0), m, host=host)
     mri = medrecon.simulate(
         phantom[:2], {"name": "mri-multicoil", "acceleration": 2}, noise_std=0.0, host=host
     )
     with pytest.raises(medrecon.IncompatibleError, match="blind operator"):
-        medrecon.reconstruct(blind_dds(), mri, host=host)
+        medrecon.reconstruct(blind_dds(GAUSSIAN), mri, host=host)

@@ -66,6 +66,29 @@ def test_samplers_give_the_cpu_result_on_cuda(name):
     assert _rel(gpu, cpu) < 1e-4
 
 
+@pytest.mark.parametrize("name", ["blind-dds", "blind-tv"])
+def test_blind_samplers_give_the_cpu_result_on_cuda(name):
+    import medrecon
+    from tests.helpers import builtin_host
+
+    host = builtin_host()
+    truth = torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(0)).numpy()
+    op = {"name": "blind-deconv", "kernel_type": "motion", "kernel_size": 5, "seed": 1}
+    m = medrecon.simulate(truth, op, noise_std=0.01, seed=0, host=host)
+    recipe = {
+        "blind-dds": {"prior": {"name": "gaussian"}, "sampler": {"name": "blind-dds", "steps": 6}},
+        "blind-tv": {
+            "prior": {"name": "tv", "weight": 0.002},
+            "sampler": {"name": "blind-tv", "iterations": 3},
+        },
+    }[name]
+    cpu = medrecon.reconstruct(recipe, m, device="cpu", host=host, seed=1)
+    gpu = medrecon.reconstruct(recipe, m, device="cuda", host=host, seed=1)
+    assert gpu.image.device.type == "cuda"
+    assert _rel(gpu.image, cpu.image) < 1e-4
+    assert _rel(gpu.extras["kernel"], cpu.extras["kernel"]) < 1e-4
+
+
 @pytest.mark.parametrize("sampler", ["dds", "dps"])
 def test_the_native_prior_on_complex_mri_gives_the_cpu_result_on_cuda(sampler):
     """brain-1mm on an odd-sized complex image (real and imaginary parts, padding to 8)."""
