@@ -133,8 +133,7 @@ def main() -> None:
     dps_steps = (args.steps or [blind_dps["sampler"]["steps"]]) if "blind-dps" in methods else []
     for steps in dps_steps:
         for k in args.samples or [1]:
-            sampler = {
-                **blind_dps["sampler"],
+            overrides = {
                 **({"kernel_prior": args.kernel_prior} if args.kernel_prior else {}),
                 "zeta": args.zeta,
                 "kernel_zeta": args.kernel_zeta,
@@ -145,7 +144,7 @@ def main() -> None:
             gradient = "straight-through" if args.straight_through else "clipped"
             label = f"BlindDPS ({gradient}, kernel_zeta {args.kernel_zeta:g}), {steps} steps"
             label += f", mean of {k}" if k > 1 else ""
-            runs.append((label, with_sampler(blind_dps, sampler), seeds))
+            runs.append((label, with_sampler(blind_dps, overrides), seeds))
     for label, recipe, run_seeds in runs:
         first = len(rows)
         for seed in run_seeds:
