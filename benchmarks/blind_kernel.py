@@ -3,6 +3,7 @@
     python benchmarks/blind_kernel.py [--slices N] [--steps S ...] [--samples K ...] [--seeds N]
                                       [--zeta Z] [--kernel-zeta KZ] [--kernel-prior NAME]
                                       [--[no-]straight-through] [--initial-sigma S ...]
+                                      [--result refined|denoised ...]
                                       [--method blind-tv|blind-dps|blind-dds ...] [--json PATH]
 
 The demo's `deblur-motion` case (9 x 9 motion kernel, noise 0.01) on the middle `--slices` of the
@@ -10,9 +11,10 @@ validation slab (as `benchmarks/tune.py`, seed 100; never the test slab). Runs t
 BlindDPS (reference form, the demo's zeta, kernel_zeta, kernel prior and straight-through
 gradient unless given, at each `--steps` and `--samples`) and blind DDS (the demo's), or the
 `--method`s named; blind TV and blind DDS from each `--initial-sigma` (their Gaussian starting
-kernel; default: each its own, blind TV the demo's 2 px, blind DDS its 3 px); the diffusion
+kernel; default: each its own, blind TV the demo's 2 px, blind DDS its 3 px), blind DDS with each
+`--result` (its returned image; default its own); the diffusion
 samplers with the sampler seeds 100 .. 100 + `--seeds` - 1 and their mean (blind TV has no seed).
-Prints, per method, PSNR and the kernel's
+Prints, per method, PSNR, SSIM and the kernel's
 relative error ||k - k_true|| / ||k_true|| with two diagnostics beside it:
 - the error of each starting kernel (a Gaussian of std `initial_sigma`), before any iteration;
 - the error of the kernel that best explains y from the method's final image (non-negative least
@@ -36,7 +38,7 @@ from tune import CASES, SEED, validation_volume
 
 import medrecon
 from medrecon.apps.demo import TUNED, markdown_table, select_cases
-from medrecon.metrics import psnr, relative_error
+from medrecon.metrics import psnr, relative_error, ssim
 from medrecon_samplers.blind import BlindDDS, gaussian_start
 
 
@@ -95,6 +97,9 @@ def main() -> None:
     parser.add_argument(
         "--initial-sigma", type=float, action="append", help="blind TV's and blind DDS's start (std, px)"
     )
+    parser.add_argument(
+        "--result", action="append", choices=("refined", "denoised"), help="blind DDS's returned image"
+    )
     parser.add_argument("--method", action="append", choices=("blind-tv", "blind-dps", "blind-dds"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -127,9 +132,10 @@ def main() -> None:
             runs.append((f"blind TV (start {sigma:g} px)", recipe, [SEED]))
     if "blind-dds" in methods:
         for sigma in starts["blind-dds"]:
-            recipe = with_sampler(blind_dds, {"initial_sigma": sigma})
-            steps = recipe["sampler"]["steps"]
-            runs.append((f"blind DDS (start {sigma:g} px), {steps} steps", recipe, seeds))
+            for result in args.result or [default_of(BlindDDS, "result")]:
+                recipe = with_sampler(blind_dds, {"initial_sigma": sigma, "result": result})
+                steps = recipe["sampler"]["steps"]
+                runs.append((f"blind DDS (start {sigma:g} px, {result}), {steps} steps", recipe, seeds))
     dps_steps = (args.steps or [blind_dps["sampler"]["steps"]]) if "blind-dps" in methods else []
     for steps in dps_steps:
         for k in args.samples or [1]:
@@ -178,6 +184,7 @@ def run_method(label, recipe, m, seed, truth, y, true, show_seed) -> dict:
     return {
         "method": label + (f", seed {seed}" if show_seed else ""),
         "psnr_db": round(psnr(truth, image), 2),
+        "ssim": round(ssim(truth, image.reshape(truth.shape)), 3),
         "kernel_error": round(relative_error(true, kernel), 3),
         **fit_errors(image.reshape(truth.shape), y, true),
         "seconds": round(seconds, 1),
@@ -185,7 +192,14 @@ def run_method(label, recipe, m, seed, truth, y, true, show_seed) -> dict:
 
 
 #: the columns averaged over seeds, with the digits each is rounded to
-MEAN_DIGITS = {"psnr_db": 2, "kernel_error": 3, "fit_intensity": 3, "fit_gradients": 3, "seconds": 1}
+MEAN_DIGITS = {
+    "psnr_db": 2,
+    "ssim": 3,
+    "kernel_error": 3,
+    "fit_intensity": 3,
+    "fit_gradients": 3,
+    "seconds": 1,
+}
 
 
 def mean_row(label: str, rows: list[dict]) -> dict:
