@@ -156,10 +156,24 @@ def test_blind_kernel_reports_the_mean_and_spread_over_seeds(monkeypatch):
     from blind_kernel import mean_row
 
     rows = [
-        {"psnr_db": 30.0, "kernel_error": 0.4, "fit_intensity": 0.5, "fit_gradients": 0.4, "seconds": 10.0},
-        {"psnr_db": 29.0, "kernel_error": 0.9, "fit_intensity": 0.7, "fit_gradients": 0.6, "seconds": 12.0},
+        {
+            "psnr_db": 30.0,
+            "ssim": 0.8,
+            "kernel_error": 0.4,
+            "fit_intensity": 0.5,
+            "fit_gradients": 0.4,
+            "seconds": 10.0,
+        },
+        {
+            "psnr_db": 29.0,
+            "ssim": 0.9,
+            "kernel_error": 0.9,
+            "fit_intensity": 0.7,
+            "fit_gradients": 0.6,
+            "seconds": 12.0,
+        },
     ]
     row = mean_row("BlindDPS", rows)
     assert row["method"] == "BlindDPS, mean of 2 seeds"
     assert row["psnr_db"] == 29.5 and row["kernel_error"] == 0.65 and row["seconds"] == 11.0
-    assert row["fit_intensity"] == 0.6 and row["kernel_error_range"] == "0.4 .. 0.9"
+    assert row["fit_intensity"] == 0.6 and row["ssim"] == 0.85 and row["kernel_error_range"] == "0.4 .. 0.9"
