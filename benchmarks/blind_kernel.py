@@ -179,14 +179,14 @@ def run_method(label, recipe, m, seed, truth, y, true, show_seed) -> dict:
     start = time.perf_counter()
     result = medrecon.reconstruct(recipe, m, seed=seed)
     seconds = time.perf_counter() - start  # the reconstruction alone, not the fits below
-    image = result.image.cpu().numpy()
+    image = result.image.cpu().numpy().reshape(truth.shape)
     kernel = result.extras["kernel"].cpu().numpy()
     return {
         "method": label + (f", seed {seed}" if show_seed else ""),
         "psnr_db": round(psnr(truth, image), 2),
-        "ssim": round(ssim(truth, image.reshape(truth.shape)), 3),
+        "ssim": round(ssim(truth, image), 3),
         "kernel_error": round(relative_error(true, kernel), 3),
-        **fit_errors(image.reshape(truth.shape), y, true),
+        **fit_errors(image, y, true),
         "seconds": round(seconds, 1),
     }
 
